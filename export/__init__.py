@@ -1,0 +1,1 @@
+"""Checkpoint -> ONNX -> Triton model repository, with parity checks."""

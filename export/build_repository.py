@@ -1,0 +1,226 @@
+"""Checkpoint -> complete Triton model repository: tokenizer, scorer, and the `rerank` ensemble.
+
+The repository is assembled in a sibling staging folder and moved into place only after
+the parity check passed, so a failed export never leaves a half-written repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import time
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+import numpy as np
+
+import polyrank
+from polyrank.export.config import ExportConfig
+from polyrank.export.parity import check_onnx_parity
+from polyrank.export.samples import sample_pairs
+from polyrank.export.to_onnx import Checkpoint, export_onnx, load_checkpoint
+from polyrank.model_repository.pair_encoding import PairEncoder
+
+TEMPLATES = resources.files("polyrank.model_repository")
+MANIFEST = "manifest.json"
+
+
+def build_repository(config: ExportConfig, log=print) -> Path:
+    """Exports `config.model` and writes the repository at `config.output`.
+
+    Raises:
+        FileExistsError: the output exists and `overwrite` is not set.
+        ValueError: the checkpoint cannot be loaded or is not a one-logit cross-encoder.
+        ParityError: the ONNX graph scores differently from PyTorch.
+    """
+    output = config.output
+    if output.exists() and any(output.iterdir()) and not config.overwrite:
+        raise FileExistsError(f"{output} already exists; pass --overwrite to replace it")
+    log(f"loading {config.model}")
+    checkpoint = load_checkpoint(config.model)
+    encoder = PairEncoder(checkpoint.tokenizer, config.max_length, checkpoint.pad_id)
+
+    staging = output.with_name(output.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        scorer_version = staging / "scorer" / "1"
+        scorer_version.mkdir(parents=True)
+        log(f"exporting ONNX (opset {config.opset})")
+        started = time.perf_counter()
+        export_onnx(checkpoint, scorer_version / "model.onnx", config.opset)
+        export_seconds = time.perf_counter() - started
+
+        queries, documents = sample_pairs()
+        parity = check_onnx_parity(
+            checkpoint, encoder, scorer_version / "model.onnx", queries, documents, config.parity_tolerance
+        )
+        log(
+            f"parity vs PyTorch on {parity.pairs} multilingual pairs: max |diff| "
+            f"{parity.max_abs_diff:.2e}, same order per query: {parity.same_order_per_query}"
+        )
+        _write_models(staging, config, checkpoint, encoder)
+        export_facts = {
+            "polyrank_version": polyrank.__version__,
+            "created_unix": int(time.time()),
+            "source": _describe_source(config.model, checkpoint),
+            "target": config.target,
+            "precision": "fp32",
+            "max_length": config.max_length,
+            "tokenizer_template": tokenizer_template(encoder),
+            "inputs": checkpoint.input_names,
+            "opset": config.opset,
+            "export_seconds": round(export_seconds, 1),
+            "parity": parity.as_dict(),
+            "exported_on": platform.platform(),
+        }
+        for version_dir in (staging / "tokenizer" / "1", scorer_version):
+            write_manifest(version_dir, export_facts)
+
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"wrote Triton model repository {output}")
+    return output
+
+
+def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, encoder: PairEncoder):
+    token_types = checkpoint.uses_token_type_ids
+    warmup = encoder.encode_padded([WARMUP_QUERY], [WARMUP_PRODUCT])
+    warmup_length = warmup.input_ids.shape[1]
+    fields = {
+        "max_batch_size": config.max_batch_size,
+        "max_length": config.max_length,
+        "pad_id": encoder.pad_id,
+        "vocab_size": checkpoint.model.config.vocab_size,
+        "tokenizer_queue_delay_us": config.tokenizer_queue_delay_us,
+        "scorer_queue_delay_us": config.scorer_queue_delay_us,
+        "tokenizer_instances": config.tokenizer_instances,
+        "scorer_instances": config.scorer_instances,
+        "intra_op_threads": config.intra_op_threads,
+        "max_pairs_per_run": config.max_pairs_per_run,
+        "max_tokens_per_run": config.max_tokens_per_run,
+        "warmup_batch": WARMUP_BATCH,
+        "warmup_length": warmup_length,
+        **_token_type_fields(token_types, warmup_length),
+    }
+
+    tokenizer_version = root / "tokenizer" / "1"
+    tokenizer_version.mkdir(parents=True)
+    (tokenizer_version / "tokenizer.json").write_text(checkpoint.tokenizer.to_str(), encoding="utf-8")
+    _copy_resource("tokenizer/model.py", tokenizer_version / "model.py")
+    _copy_resource("pair_encoding.py", tokenizer_version / "pair_encoding.py")
+    _render("tokenizer/config.pbtxt", root / "tokenizer" / "config.pbtxt", fields)
+
+    scorer_dir = root / "scorer"
+    if config.target == "embedded":
+        _copy_resource("ort_runner/model.py", scorer_dir / "1" / "model.py")
+        _render("ort_runner/config.pbtxt", scorer_dir / "config.pbtxt", fields)
+    else:
+        _render("onnx_native/config.pbtxt", scorer_dir / "config.pbtxt", fields)
+    _write_warmup(scorer_dir / "warmup", warmup, token_types)
+
+    (root / "rerank" / "1").mkdir(parents=True)  # an ensemble still needs a version folder
+    _render("rerank/config.pbtxt", root / "rerank" / "config.pbtxt", fields)
+
+
+WARMUP_QUERY = "wireless headphones"
+WARMUP_PRODUCT = "Bluetooth over-ear headphones with noise cancelling"
+WARMUP_BATCH = 4
+
+
+def _write_warmup(folder: Path, warmup, token_types: bool):
+    """Triton's model_warmup reads the raw tensors of one sample (and sends batch_size copies)."""
+    folder.mkdir(parents=True)
+    tensors = {"INPUT_IDS": warmup.input_ids, "ATTENTION_MASK": warmup.attention_mask}
+    if token_types:
+        tensors["TOKEN_TYPE_IDS"] = warmup.token_type_ids
+    for name, tensor in tensors.items():
+        (folder / name).write_bytes(np.ascontiguousarray(tensor[0], dtype="<i8").tobytes())
+
+
+def _token_type_fields(enabled: bool, warmup_length: int) -> dict:
+    if not enabled:
+        return dict.fromkeys(
+            (
+                "token_type_output",
+                "token_type_input",
+                "token_type_input_native",
+                "token_type_warmup",
+                "token_type_output_map",
+                "token_type_input_map",
+            ),
+            "",
+        )
+    return {
+        "token_type_output": ',\n  { name: "TOKEN_TYPE_IDS" data_type: TYPE_INT64 dims: [ -1 ] }',
+        "token_type_input": ',\n  { name: "TOKEN_TYPE_IDS" data_type: TYPE_INT64 dims: [ -1 ] allow_ragged_batch: true }',
+        "token_type_input_native": ',\n  { name: "TOKEN_TYPE_IDS" data_type: TYPE_INT64 dims: [ -1 ] }',
+        "token_type_warmup": '\n    inputs { key: "TOKEN_TYPE_IDS" value: { data_type: TYPE_INT64 dims: [ %d ] input_data_file: "TOKEN_TYPE_IDS" } }'
+        % warmup_length,
+        "token_type_output_map": '\n      output_map { key: "TOKEN_TYPE_IDS" value: "token_type_ids" }',
+        "token_type_input_map": '\n      input_map { key: "TOKEN_TYPE_IDS" value: "token_type_ids" }',
+    }
+
+
+def _render(template: str, destination: Path, fields: dict):
+    text = TEMPLATES.joinpath(template).read_text(encoding="utf-8")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(Template(text).safe_substitute(fields), encoding="utf-8")
+
+
+def _copy_resource(name: str, destination: Path):
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_bytes(TEMPLATES.joinpath(name).read_bytes())
+
+
+def tokenizer_template(encoder: PairEncoder) -> str:
+    """The pair template in readable form, e.g. '<bos> {query} <eos> {product} <eos>'."""
+    tokenizer = encoder.tokenizer
+    encoding = tokenizer.post_process(
+        tokenizer.encode("q", add_special_tokens=False), tokenizer.encode("p", add_special_tokens=False)
+    )
+    parts, texts = [], iter(("{query}", "{product}"))
+    for token, special in zip(encoding.tokens, encoding.special_tokens_mask):
+        if special:
+            parts.append(token)
+        elif not parts or parts[-1] not in ("{query}", "{product}"):
+            parts.append(next(texts))
+    return " ".join(parts)
+
+
+def write_manifest(version_dir: Path, facts: dict) -> dict:
+    """Writes manifest.json: the export facts plus the sha256 of every artifact beside it."""
+    artifacts = {
+        str(path.relative_to(version_dir)): _sha256(path)
+        for path in sorted(version_dir.rglob("*"))
+        if path.is_file() and path.name != MANIFEST and "__pycache__" not in path.parts
+    }
+    manifest = {**facts, "artifacts": artifacts}
+    (version_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _describe_source(model: str, checkpoint: Checkpoint) -> dict:
+    config = checkpoint.model.config
+    source = {
+        "model": model,
+        "architecture": (config.architectures or [type(checkpoint.model).__name__])[0],
+        "model_type": config.model_type,
+        "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
+    }
+    if Path(model).is_dir():
+        source["path"] = str(Path(model).resolve())
+    return source

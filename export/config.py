@@ -1,0 +1,64 @@
+"""Settings of one export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+TARGETS = ("embedded", "triton-gpu")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """What `polyrank export` builds.
+
+    Attributes:
+        model: local checkpoint directory or hub id of a sequence-classification
+            cross-encoder with one output logit.
+        output: model repository directory to write.
+        max_length: longest (query, product) pair in tokens; longer products are truncated.
+        target: "embedded" (Python-backend ONNX Runtime scorer for the pip-shipped server)
+            or "triton-gpu" (native onnxruntime backend for the NGC container).
+        max_batch_size: most pairs in one request to `rerank`; clients split longer lists.
+        parity_tolerance: largest allowed |ONNX - PyTorch| score difference.
+        overwrite: replace an existing repository at `output`.
+    """
+
+    model: str
+    output: Path
+    max_length: int = 256
+    target: str = "embedded"
+    max_batch_size: int = 256
+    opset: int = 18
+    parity_tolerance: float = 1e-4
+    tokenizer_queue_delay_us: int = 500
+    scorer_queue_delay_us: int = 2000
+    tokenizer_instances: int = 1
+    scorer_instances: int = 1
+    intra_op_threads: int = 2
+    max_pairs_per_run: int = 32
+    max_tokens_per_run: int = 8192
+    overwrite: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "output", Path(self.output))
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        for name in (
+            "max_length",
+            "max_batch_size",
+            "opset",
+            "tokenizer_instances",
+            "scorer_instances",
+            "intra_op_threads",
+            "max_pairs_per_run",
+            "max_tokens_per_run",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.max_tokens_per_run < self.max_length:
+            raise ValueError(
+                f"max_tokens_per_run must be at least max_length ({self.max_length}), "
+                f"got {self.max_tokens_per_run}"
+            )

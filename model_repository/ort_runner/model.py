@@ -1,0 +1,157 @@
+"""Triton Python-backend model `scorer` for the embedded server: token ids -> relevance scores
+with ONNX Runtime.
+
+The dynamic batcher hands over several requests at once (inputs are ragged: each request
+is padded to its own longest pair). All their pairs are pooled, sorted by real length and
+run in chunks capped by pairs and by tokens, so a chunk is padded only to its own longest
+member; scores are then scattered back to their requests.
+"""
+
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+REQUIRED_PARAMETERS = (
+    "execution_providers",
+    "intra_op_threads",
+    "vocab_size",
+    "pad_id",
+    "max_length",
+    "max_pairs_per_run",
+    "max_tokens_per_run",
+)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        missing = [name for name in REQUIRED_PARAMETERS if name not in parameters]
+        if missing:
+            raise pb_utils.TritonModelException(
+                f"scorer requires parameters {missing} in config.pbtxt, got {sorted(parameters)}"
+            )
+        providers = [p.strip() for p in parameters["execution_providers"].split(",") if p.strip()]
+        available = ort.get_available_providers()
+        unavailable = [p for p in providers if p not in available]
+        if unavailable:
+            raise pb_utils.TritonModelException(
+                f"scorer requires execution providers {unavailable}, got only {available} "
+                "in this onnxruntime build"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(parameters["intra_op_threads"])
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.session = ort.InferenceSession(
+            os.path.join(version_dir, "model.onnx"), options, providers=providers
+        )
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.vocab_size = int(parameters["vocab_size"])
+        self.pad_id = int(parameters["pad_id"])
+        self.max_length = int(parameters["max_length"])
+        self.max_pairs_per_run = int(parameters["max_pairs_per_run"])
+        self.max_tokens_per_run = int(parameters["max_tokens_per_run"])
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        accepted = []  # (position in requests, {input name: [rows, width]}, lengths)
+        for position, request in enumerate(requests):
+            try:
+                inputs, lengths = self._read_inputs(request)
+            except ValueError as error:
+                responses[position] = _error(str(error), pb_utils.TritonError.INVALID_ARG)
+                continue
+            accepted.append((position, inputs, lengths))
+        if not accepted:
+            return responses
+
+        try:
+            scores = self._score(accepted)
+        except Exception as error:  # every request still gets exactly one answer
+            for position, _, _ in accepted:
+                responses[position] = _error(
+                    f"scorer failed: {error}", pb_utils.TritonError.INTERNAL
+                )
+            return responses
+        for (position, _, _), request_scores in zip(accepted, scores):
+            responses[position] = pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor("SCORES", request_scores.reshape(-1, 1))]
+            )
+        return responses
+
+    def _read_inputs(self, request):
+        inputs = {}
+        for name in self.input_names:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                raise ValueError(f"{name} is missing")
+            inputs[name] = tensor.as_numpy()
+        ids, mask = inputs["INPUT_IDS"], inputs["ATTENTION_MASK"]
+        for name, array in inputs.items():
+            if array.shape != ids.shape:
+                raise ValueError(
+                    f"{name} has shape {list(array.shape)}, INPUT_IDS has {list(ids.shape)}; they must match"
+                )
+        if ids.ndim != 2 or 0 in ids.shape:
+            raise ValueError(f"INPUT_IDS must have shape [pairs, tokens], got {list(ids.shape)}")
+        if ids.shape[1] > self.max_length:
+            raise ValueError(
+                f"INPUT_IDS has {ids.shape[1]} tokens per row, more than max_length {self.max_length}"
+            )
+        if ids.min() < 0 or ids.max() >= self.vocab_size:
+            raise ValueError(
+                f"INPUT_IDS must lie in [0, {self.vocab_size}), got values from {ids.min()} to {ids.max()}"
+            )
+        # Pooling rows across requests trims each row to its real length, which needs
+        # right padding: a mask of 1s followed by 0s, starting with a 1.
+        if not (np.isin(mask, (0, 1)).all() and (mask[:, 1:] <= mask[:, :-1]).all()):
+            raise ValueError("ATTENTION_MASK must be 1s followed by 0s in every row (right padding)")
+        if not mask[:, 0].all():
+            raise ValueError("ATTENTION_MASK has a row with no tokens")
+        return inputs, mask.sum(axis=1)
+
+    def _score(self, accepted):
+        """Scores all pairs of all accepted requests; returns one float32 array per request."""
+        rows = [(slot, row) for slot, (_, _, lengths) in enumerate(accepted) for row in range(len(lengths))]
+        lengths = np.concatenate([lengths for _, _, lengths in accepted])
+        order = np.argsort(lengths, kind="stable")
+        scores = [np.empty(len(lengths), dtype=np.float32) for _, _, lengths in accepted]
+        for chunk in _chunks(order, lengths, self.max_pairs_per_run, self.max_tokens_per_run):
+            width = int(lengths[chunk].max())
+            feed = {}
+            for name in self.input_names:
+                fill = self.pad_id if name == "INPUT_IDS" else 0
+                batch = np.full((len(chunk), width), fill, dtype=np.int64)
+                for out_row, index in enumerate(chunk):
+                    slot, row = rows[index]
+                    length = lengths[index]
+                    batch[out_row, :length] = accepted[slot][1][name][row, :length]
+                feed[name] = batch
+            chunk_scores = self.session.run(["SCORES"], feed)[0].reshape(-1)
+            for index, score in zip(chunk, chunk_scores):
+                slot, row = rows[index]
+                scores[slot][row] = score
+        return scores
+
+
+def _chunks(order, lengths, max_pairs, max_tokens):
+    """Splits length-sorted pair indices into runs of at most max_pairs pairs and
+    max_tokens padded tokens (width of the longest member x pairs)."""
+    chunk = []
+    for index in order:
+        width = lengths[index]  # sorted ascending: the newest member is the longest
+        if chunk and (len(chunk) >= max_pairs or width * (len(chunk) + 1) > max_tokens):
+            yield chunk
+            chunk = []
+        chunk.append(index)
+    if chunk:
+        yield chunk
+
+
+def _error(message, code):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

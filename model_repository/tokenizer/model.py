@@ -1,0 +1,103 @@
+"""Triton Python-backend model `tokenizer`: (QUERY, DOCUMENTS) pairs -> padded token ids.
+
+Every request the dynamic batcher hands over is tokenized in one call of the tokenizer;
+each request then gets its own output, padded only to its own longest pair.
+"""
+
+import json
+import os
+import sys
+
+import triton_python_backend_utils as pb_utils
+
+# pair_encoding.py is copied next to this file when the repository is built.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pair_encoding import PairEncoder  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        for required in ("max_length", "pad_id"):
+            if required not in parameters:
+                raise pb_utils.TritonModelException(
+                    f"tokenizer requires parameter '{required}' in config.pbtxt, got {sorted(parameters)}"
+                )
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.encoder = PairEncoder.from_file(
+            os.path.join(version_dir, "tokenizer.json"),
+            max_length=int(parameters["max_length"]),
+            pad_id=int(parameters["pad_id"]),
+        )
+        self.output_names = {output["name"] for output in config["output"]}
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        queries, documents, spans = [], [], []
+        for position, request in enumerate(requests):
+            try:
+                request_queries, request_documents = _read_pairs(request)
+            except ValueError as error:
+                responses[position] = _error(str(error), pb_utils.TritonError.INVALID_ARG)
+                continue
+            spans.append((position, len(queries), len(queries) + len(request_queries)))
+            queries.extend(request_queries)
+            documents.extend(request_documents)
+
+        if not spans:
+            return responses
+        try:
+            encodings = self.encoder.encode(queries, documents)
+            for position, start, stop in spans:
+                responses[position] = self._response(encodings[start:stop])
+        except Exception as error:  # one bad batch must still answer every request
+            for position, _, _ in spans:
+                responses[position] = _error(
+                    f"tokenizer failed: {error}", pb_utils.TritonError.INTERNAL
+                )
+        return responses
+
+    def _response(self, encodings):
+        batch = self.encoder.pad(encodings)
+        tensors = [
+            pb_utils.Tensor("INPUT_IDS", batch.input_ids),
+            pb_utils.Tensor("ATTENTION_MASK", batch.attention_mask),
+        ]
+        if "TOKEN_TYPE_IDS" in self.output_names:
+            tensors.append(pb_utils.Tensor("TOKEN_TYPE_IDS", batch.token_type_ids))
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+
+def _read_pairs(request):
+    """Returns (queries, documents) of one request as str lists; ValueError if malformed."""
+    texts = {}
+    for name in ("QUERY", "DOCUMENTS"):
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is None:
+            raise ValueError(f"{name} is missing")
+        values = tensor.as_numpy().reshape(-1)
+        texts[name] = [_decode(name, row, value) for row, value in enumerate(values)]
+    queries, documents = texts["QUERY"], texts["DOCUMENTS"]
+    if len(queries) != len(documents):
+        raise ValueError(
+            f"QUERY has {len(queries)} rows but DOCUMENTS has {len(documents)}; send one query per document"
+        )
+    return queries, documents
+
+
+def _decode(name, row, value):
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{name}[{row}] is not valid UTF-8 ({error.reason} at byte {error.start})")
+    if not isinstance(value, str):
+        raise ValueError(f"{name}[{row}] must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name}[{row}] is empty or only whitespace")
+    return value
+
+
+def _error(message, code):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

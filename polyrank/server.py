@@ -1,0 +1,216 @@
+"""Run the embedded `tritonserver` (shipped in the nvidia-pytriton wheel) as a subprocess.
+
+Three things make the wheel's binary serve Python-backend models (see DESIGN.md): a
+backend folder holding the Python backend and the stub for this Python version, the
+wheel's bundled libraries on LD_LIBRARY_PATH, and this environment's bin/ first on PATH
+so that the models import this environment's packages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+class ServerError(RuntimeError):
+    """The server could not start, or did not become ready."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """How to run the embedded server.
+
+    Attributes:
+        repository: Triton model repository folder.
+        host: address every endpoint binds to; loopback unless told otherwise.
+        grpc_port, http_port, metrics_port: ports; 0 picks a free one.
+        ready_models: models that must be ready before `start()` returns.
+        startup_timeout_s: how long to wait for readiness.
+        log_path: server log file; a temporary file when not given.
+    """
+
+    repository: Path
+    host: str = "127.0.0.1"
+    grpc_port: int = 8001
+    http_port: int = 8000
+    metrics_port: int = 8002
+    ready_models: Sequence[str] = ("rerank",)
+    startup_timeout_s: float = 300.0
+    log_path: Optional[Path] = None
+    extra_args: Sequence[str] = field(default_factory=tuple)
+
+
+class EmbeddedTritonServer:
+    """A `tritonserver` subprocess; use as a context manager or call start()/stop().
+
+    Example:
+        >>> with EmbeddedTritonServer(ServerConfig(repository=Path("build/repo"))) as server:
+        ...     print(server.grpc_url)
+    """
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        ports = [config.grpc_port, config.http_port, config.metrics_port]
+        self.grpc_port, self.http_port, self.metrics_port = [p or free_port(config.host) for p in ports]
+        self.process: Optional[subprocess.Popen] = None
+        self._workdir: Optional[tempfile.TemporaryDirectory] = None
+        self.log_path: Optional[Path] = config.log_path
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.config.host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.config.host}:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.process.pid if self.process else None
+
+    def start(self) -> "EmbeddedTritonServer":
+        repository = Path(self.config.repository)
+        if not repository.is_dir():
+            raise ServerError(f"model repository {repository} does not exist; run `polyrank export` first")
+        binary, backends = _prepare_backends(self._new_workdir())
+        if self.log_path is None:
+            self.log_path = Path(self._workdir.name) / "tritonserver.log"
+        host = self.config.host
+        command = [
+            str(binary),
+            f"--model-repository={repository.resolve()}",
+            f"--backend-directory={backends}",
+            f"--grpc-address={host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--http-address={host}",
+            f"--http-port={self.http_port}",
+            f"--metrics-address={host}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--allow-cpu-metrics=true",
+            "--exit-timeout-secs=10",
+            "--log-verbose=0",
+            *self.config.extra_args,
+        ]
+        log = open(self.log_path, "ab")
+        # Its own session: stop() can signal the server and its backend stubs together.
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=_server_environment(binary), start_new_session=True
+        )
+        log.close()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self):
+        import tritonclient.grpc as grpcclient
+
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        client = grpcclient.InferenceServerClient(self.grpc_url)
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise ServerError(
+                        f"tritonserver exited with code {self.process.returncode} while starting; "
+                        f"last log lines:\n{self.log_tail()}"
+                    )
+                try:
+                    if client.is_server_ready() and all(client.is_model_ready(m) for m in self.config.ready_models):
+                        return
+                except Exception:  # not listening yet
+                    pass
+                time.sleep(0.25)
+        finally:
+            client.close()
+        raise ServerError(
+            f"tritonserver was not ready within {self.config.startup_timeout_s:.0f} s; "
+            f"last log lines:\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Stops the server (SIGTERM, then SIGKILL for the whole process group)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.process is not None:
+            try:  # backend stubs left behind by a killed server
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self._workdir is not None and self.config.log_path is None:
+            self.log_path = None
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not Path(self.log_path).exists():
+            return "(no log)"
+        text = Path(self.log_path).read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _new_workdir(self) -> Path:
+        self._workdir = tempfile.TemporaryDirectory(prefix="polyrank-triton-")
+        return Path(self._workdir.name)
+
+    def __enter__(self) -> "EmbeddedTritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _pytriton_root() -> Path:
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError("the embedded server needs nvidia-pytriton: pip install nvidia-pytriton==0.7.0")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _prepare_backends(workdir: Path) -> tuple[Path, Path]:
+    """Returns (tritonserver binary, backend folder with the Python backend and its stub)."""
+    triton = _pytriton_root() / "tritonserver"
+    binary = triton / "bin" / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = triton / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise ServerError(f"nvidia-pytriton has no Python backend stub for Python {version}")
+    python_backend = workdir / "backends" / "python"
+    python_backend.mkdir(parents=True)
+    for source in (triton / "backends" / "python").iterdir():
+        if source.is_file():
+            (python_backend / source.name).symlink_to(source)
+    (python_backend / stub.name).symlink_to(stub)
+    return binary, python_backend.parent
+
+
+def _server_environment(binary: Path) -> dict:
+    environment = dict(os.environ)
+    libraries = binary.parents[3] / "nvidia_pytriton.libs"
+    environment["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (str(libraries), environment.get("LD_LIBRARY_PATH", "")) if p
+    )
+    environment["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), environment.get("PATH", "")))
+    return environment
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,92 @@
+"""Tiny cross-encoders and tokenizers built locally for tests (no model hub here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    ModernBertConfig,
+    ModernBertForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
+
+from polyrank.export.samples import SAMPLE_QUERIES
+
+CORPUS = [s.query for s in SAMPLE_QUERIES] + [p for s in SAMPLE_QUERIES for p in s.products]
+
+
+def train_tokenizer(specials: dict[str, str], pair_template: str, single_template: str) -> Tokenizer:
+    """A byte-level BPE tokenizer (every character encodable) trained on the sample corpus."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=list(specials.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(CORPUS * 3, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=single_template,
+        pair=pair_template,
+        special_tokens=[(token, tokenizer.token_to_id(token)) for token in specials.values()],
+    )
+    return tokenizer
+
+
+def build_tiny_modernbert(directory: Path, num_layers: int = 4, seed: int = 0) -> Path:
+    """A 4-layer ModernBERT cross-encoder with mmBERT's template and a local window of 16."""
+    specials = {"pad": "<pad>", "eos": "<eos>", "bos": "<bos>", "unk": "<unk>", "mask": "<mask>"}
+    tokenizer = train_tokenizer(specials, "<bos> $A <eos> $B:1 <eos>:1", "<bos> $A <eos>")
+    config = ModernBertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=64,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        intermediate_size=96,
+        local_attention=16,
+        global_attn_every_n_layers=3,
+        max_position_embeddings=512,
+        num_labels=1,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        cls_token_id=2,
+        sep_token_id=1,
+    )
+    torch.manual_seed(seed)
+    model = ModernBertForSequenceClassification(config)
+    _save(directory, model, tokenizer, specials)
+    return directory
+
+
+def build_tiny_bert(directory: Path, seed: int = 0) -> Path:
+    """A 2-layer BERT cross-encoder (uses token_type_ids), like a MiniLM checkpoint."""
+    specials = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+    tokenizer = train_tokenizer(specials, "[CLS] $A [SEP] $B:1 [SEP]:1", "[CLS] $A [SEP]")
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=1,
+        pad_token_id=0,
+    )
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config)
+    _save(directory, model, tokenizer, specials)
+    return directory
+
+
+def _save(directory: Path, model, tokenizer: Tokenizer, specials: dict[str, str]):
+    directory.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(directory)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **{f"{k}_token": v for k, v in specials.items()})
+    fast.save_pretrained(directory)
