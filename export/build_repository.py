@@ -20,7 +20,7 @@ import numpy as np
 import polyrank
 from polyrank.export.config import ExportConfig
 from polyrank.export.parity import check_onnx_parity
-from polyrank.export.samples import sample_pairs
+from polyrank.export.samples import parity_pairs
 from polyrank.export.to_onnx import Checkpoint, export_onnx, load_checkpoint
 from polyrank.model_repository.pair_encoding import PairEncoder
 
@@ -53,7 +53,7 @@ def build_repository(config: ExportConfig, log=print) -> Path:
         export_onnx(checkpoint, scorer_version / "model.onnx", config.opset)
         export_seconds = time.perf_counter() - started
 
-        queries, documents = sample_pairs()
+        queries, documents = parity_pairs()
         parity = check_onnx_parity(
             checkpoint, encoder, scorer_version / "model.onnx", queries, documents, config.parity_tolerance
         )

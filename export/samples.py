@@ -111,3 +111,21 @@ def sample_pairs() -> tuple[list[str], list[str]]:
         queries.extend([sample.query] * len(sample.products))
         products.extend(sample.products)
     return queries, products
+
+
+LONG_PRODUCT = (
+    "Wireless Bluetooth over-ear headphones with hybrid active noise cancelling, 40 mm drivers, "
+    "transparency mode, multipoint pairing, USB-C fast charging and 60 hours of battery life. "
+    "Kabellose Bluetooth-Kopfhörer mit aktiver Geräuschunterdrückung und 60 Stunden Akkulaufzeit. "
+    "Casque sans fil à réduction de bruit active, autonomie de 60 heures. "
+    "无线蓝牙头戴式耳机，主动降噪，续航60小时。ワイヤレス ノイズキャンセリング ヘッドホン。"
+)
+
+
+def parity_pairs() -> tuple[list[str], list[str]]:
+    """The sample pairs plus long products that reach past a local attention window."""
+    queries, products = sample_pairs()
+    for repeat in (2, 4, 8):
+        queries.append(SAMPLE_QUERIES[0].query)
+        products.append(" ".join([LONG_PRODUCT] * repeat))
+    return queries, products

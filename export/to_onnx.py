@@ -44,6 +44,9 @@ def load_checkpoint(model: str) -> Checkpoint:
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
+        raise ValueError(f"checkpoint directory {model} does not exist")
+    model = str(Path(model).expanduser()) if model.startswith("~") else model
     try:
         hf_model = AutoModelForSequenceClassification.from_pretrained(
             model, dtype=torch.float32, attn_implementation="sdpa"

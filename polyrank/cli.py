@@ -1,0 +1,93 @@
+"""The `polyrank` command: export, serve, rerank, demo, build-shaped-model.
+
+This is the one place that reads the environment (POLYRANK_CACHE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from polyrank.client import cli as rerank_cli
+from polyrank.export import cli as export_cli
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="polyrank", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    export_cli.add_export_arguments(commands.add_parser("export", help="checkpoint -> Triton model repository"))
+    serve = commands.add_parser("serve", help="run the embedded Triton server on a repository")
+    serve.add_argument("--repository", required=True, type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--grpc-port", type=int, default=8001)
+    serve.add_argument("--http-port", type=int, default=8000)
+    serve.add_argument("--metrics-port", type=int, default=8002)
+    rerank_cli.add_arguments(commands.add_parser("rerank", help="rerank products through a running server"))
+    demo = commands.add_parser("demo", help="export, serve and rerank multilingual sample queries")
+    demo.add_argument("--model", default=None, help="checkpoint (default: mmBERT-small-shaped, random weights)")
+    demo.add_argument("--workdir", type=Path, default=Path("build/demo"))
+    export_cli.add_shaped_model_arguments(
+        commands.add_parser("build-shaped-model", help="write the mmBERT-small-shaped random-weight checkpoint")
+    )
+
+    args = parser.parse_args(argv)
+    cache_dir = Path(os.environ.get("POLYRANK_CACHE", Path.home() / ".cache" / "polyrank"))
+    try:
+        if args.command == "export":
+            return export_cli.run_export(args)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "rerank":
+            return rerank_cli.run(args)
+        if args.command == "demo":
+            from polyrank.demo import run_demo
+
+            return run_demo(args.model, args.workdir, cache_dir)
+        return export_cli.run_build_shaped_model(args, cache_dir)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # one line for the user; the traceback helps nobody here
+        if os.environ.get("POLYRANK_DEBUG"):
+            raise
+        message = str(error).strip() or type(error).__name__
+        print(f"polyrank {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from polyrank.server import EmbeddedTritonServer, ServerConfig
+
+    config = ServerConfig(
+        repository=args.repository,
+        host=args.host,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        metrics_port=args.metrics_port,
+    )
+    # SIGTERM ends the wait like Ctrl-C does, so the server is always stopped.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    server = EmbeddedTritonServer(config)
+    try:
+        server.start()
+        print(f"serving {args.repository} (pid {server.pid})")
+        print(f"  gRPC     {server.grpc_url}")
+        print(f"  metrics  {server.metrics_url}")
+        print("Ctrl-C to stop", flush=True)
+        while server.process.poll() is None:
+            time.sleep(0.5)
+        print(f"tritonserver exited with code {server.process.returncode}; last log lines:\n{server.log_tail()}")
+        return 1
+    except KeyboardInterrupt:
+        print("stopping")
+        return 0
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
