@@ -94,6 +94,7 @@ def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, enco
     warmup_length = warmup.input_ids.shape[1]
     fields = {
         "max_batch_size": config.max_batch_size,
+        "merged_batch_size": config.max_batch_size * config.merge_requests,
         "max_length": config.max_length,
         "pad_id": encoder.pad_id,
         "vocab_size": checkpoint.model.config.vocab_size,
@@ -203,6 +204,14 @@ def write_manifest(version_dir: Path, facts: dict) -> dict:
     manifest = {**facts, "artifacts": artifacts}
     (version_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
+
+
+def exported_from(repository: Path) -> str | None:
+    """The checkpoint a repository was exported from, per its scorer manifest (None if unknown)."""
+    try:
+        return json.loads((Path(repository) / "scorer" / "1" / MANIFEST).read_text())["source"]["model"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _sha256(path: Path) -> str:

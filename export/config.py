@@ -20,6 +20,8 @@ class ExportConfig:
         target: "embedded" (Python-backend ONNX Runtime scorer for the pip-shipped server)
             or "triton-gpu" (native onnxruntime backend for the NGC container).
         max_batch_size: most pairs in one request to `rerank`; clients split longer lists.
+        merge_requests: how many full-size requests the tokenizer's and scorer's dynamic
+            batchers may merge into one execution (their max_batch_size is this multiple).
         parity_tolerance: largest allowed |ONNX - PyTorch| score difference.
         overwrite: replace an existing repository at `output`.
     """
@@ -29,6 +31,7 @@ class ExportConfig:
     max_length: int = 256
     target: str = "embedded"
     max_batch_size: int = 256
+    merge_requests: int = 4
     opset: int = 18
     parity_tolerance: float = 1e-4
     tokenizer_queue_delay_us: int = 500
@@ -47,6 +50,7 @@ class ExportConfig:
         for name in (
             "max_length",
             "max_batch_size",
+            "merge_requests",
             "opset",
             "tokenizer_instances",
             "scorer_instances",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import statistics
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Optional
 from polyrank.client.cli import format_ranking
 from polyrank.client.client import RerankClient
 from polyrank.export.assets import build_mmbert_small_shaped, has_random_weights
-from polyrank.export.build_repository import MANIFEST, build_repository
+from polyrank.export.build_repository import build_repository, exported_from
 from polyrank.export.config import ExportConfig
 from polyrank.export.samples import SAMPLE_QUERIES
 from polyrank.server import EmbeddedTritonServer, ServerConfig
@@ -32,7 +31,7 @@ def run_demo(model: Optional[str], workdir: Path, cache_dir: Path) -> int:
         print(RANDOM_WEIGHTS_NOTE)
 
     repository = Path(workdir) / "repository"
-    if _exported_from(repository) == model:
+    if exported_from(repository) == model:
         print(f"reusing model repository {repository} (exported from {model})")
     else:
         build_repository(ExportConfig(model=model, output=repository, overwrite=True))
@@ -67,10 +66,3 @@ def _print_100_product_latency(client: RerankClient, calls: int = 5) -> None:
         client.rerank(query, hundred)
         timings.append((time.perf_counter() - started) * 1000)
     print(f"\none 100-product rerank: median {statistics.median(timings):.0f} ms over {calls} calls")
-
-
-def _exported_from(repository: Path) -> Optional[str]:
-    try:
-        return json.loads((repository / "scorer" / "1" / MANIFEST).read_text())["source"]["model"]
-    except (OSError, ValueError, KeyError):
-        return None

@@ -27,7 +27,8 @@ def test_repository_holds_tokenizer_scorer_and_ensemble(tiny_repository):
     scorer_config = (tiny_repository / "scorer" / "config.pbtxt").read_text()
     assert "dynamic_batching" in scorer_config
     assert scorer_config.count("allow_ragged_batch: true") == 2
-    assert f"max_batch_size: {TEST_MAX_BATCH_SIZE}" in scorer_config
+    assert f"max_batch_size: {TEST_MAX_BATCH_SIZE}" in (tiny_repository / "rerank" / "config.pbtxt").read_text()
+    assert f"max_batch_size: {4 * TEST_MAX_BATCH_SIZE} " in scorer_config
     assert "${" not in scorer_config + (tiny_repository / "rerank" / "config.pbtxt").read_text()
     assert "TOKEN_TYPE_IDS" not in scorer_config  # ModernBERT takes no token types
 
