@@ -39,7 +39,7 @@ class ExportConfig:
     tokenizer_instances: int = 1
     scorer_instances: int = 1
     intra_op_threads: int = 2
-    max_pairs_per_run: int = 32
+    max_pairs_per_run: int = 16
     max_tokens_per_run: int = 8192
     overwrite: bool = False
 
