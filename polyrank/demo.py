@@ -24,8 +24,8 @@ RANDOM_WEIGHTS_NOTE = (
 
 def run_demo(model: Optional[str], workdir: Path, cache_dir: Path) -> int:
     if model is None:
-        print("building the default model: mmBERT-small-shaped cross-encoder, exact Gemma-2 tokenizer")
         model = str(build_mmbert_small_shaped(cache_dir / "mmbert-small-shaped", cache_dir))
+        print(f"default model: mmBERT-small-shaped cross-encoder with the exact Gemma-2 tokenizer ({model})")
     random_weights = has_random_weights(model)
     if random_weights:
         print(RANDOM_WEIGHTS_NOTE)
