@@ -18,7 +18,6 @@ class Checkpoint:
     source: str
     model: torch.nn.Module
     tokenizer: Tokenizer
-    hf_tokenizer: object
 
     @property
     def uses_token_type_ids(self) -> bool:
@@ -64,7 +63,7 @@ def load_checkpoint(model: str) -> Checkpoint:
         raise ValueError(f"polyrank requires a fast (tokenizers) tokenizer, got {type(hf_tokenizer).__name__}")
     # A private copy: the pair encoder changes truncation and padding settings.
     tokenizer = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
-    return Checkpoint(model, hf_model.eval(), tokenizer, hf_tokenizer)
+    return Checkpoint(model, hf_model.eval(), tokenizer)
 
 
 def export_onnx(checkpoint: Checkpoint, path: Path, opset: int) -> None:

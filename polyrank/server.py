@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -36,6 +36,7 @@ class ServerConfig:
         ready_models: models that must be ready before `start()` returns.
         startup_timeout_s: how long to wait for readiness.
         log_path: server log file; a temporary file when not given.
+        extra_args: more tritonserver flags.
     """
 
     repository: Path
@@ -46,7 +47,7 @@ class ServerConfig:
     ready_models: Sequence[str] = ("rerank",)
     startup_timeout_s: float = 300.0
     log_path: Optional[Path] = None
-    extra_args: Sequence[str] = field(default_factory=tuple)
+    extra_args: Sequence[str] = ()
 
 
 class EmbeddedTritonServer:
