@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 MODEL ?=
+USERS ?= 8
+DURATION ?= 60s
+HOST ?=
 
-.PHONY: demo test test-fast clean
+.PHONY: demo test test-fast load bench clean
 
 # torch==2.13.0 first: the local CPU build, so no other torch (with GBs of CUDA) is pulled.
 $(VENV)/.installed: pyproject.toml
@@ -22,6 +25,13 @@ test: $(VENV)/.installed
 
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -ra -m "not slow" tests
+
+# Headless Locust against a server it starts (or HOST=127.0.0.1:PORT); reports in perf/results/.
+load: $(VENV)/.installed
+	$(BIN)/python perf/load.py --users $(USERS) --duration $(DURATION) $(if $(HOST),--host $(HOST))
+
+bench: $(VENV)/.installed
+	$(BIN)/python perf/bench_latency.py
 
 clean:
 	rm -rf build $(VENV)

@@ -1,0 +1,106 @@
+"""Headless Locust load test of the `rerank` pipeline, bounded in time, loopback only.
+
+    python perf/load.py [--users 8] [--duration 60s] [--host 127.0.0.1:8001 | --repository DIR]
+
+Without --host it serves --repository (default: the mmBERT-small-shaped model exported to
+build/bench/repository) on the embedded Triton server and stops it afterwards. Writes
+Locust's CSV and HTML reports and a one-paragraph summary to --results (perf/results/).
+Exits non-zero if any request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from polyrank.server import EmbeddedTritonServer, ServerConfig  # noqa: E402
+
+LOOPBACK = ("127.", "localhost:", "[::1]:")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=8, help="concurrent Locust users (default 8)")
+    parser.add_argument("--duration", default="60s", help="run time, Locust syntax: 15s, 2m (default 60s)")
+    parser.add_argument("--host", default=None, help="gRPC endpoint of a running server (loopback only)")
+    parser.add_argument("--repository", type=Path, default=None, help="repository to serve when --host is not given")
+    parser.add_argument("--results", type=Path, default=ROOT / "perf" / "results")
+    parser.add_argument("--name", default="load", help="report file prefix (default load)")
+    args = parser.parse_args(argv)
+
+    if importlib.util.find_spec("locust") is None:
+        print("load test needs Locust: pip install 'polyrank[load]'", file=sys.stderr)
+        return 2
+    if args.host is not None and not args.host.startswith(LOOPBACK):
+        print(f"load goes only to this machine (127.0.0.1, localhost, [::1]); got --host {args.host}", file=sys.stderr)
+        return 2
+    if args.users < 1:
+        print(f"--users must be at least 1, got {args.users}", file=sys.stderr)
+        return 2
+
+    args.results.mkdir(parents=True, exist_ok=True)
+    prefix = args.results / args.name
+    server = None if args.host else EmbeddedTritonServer(
+        ServerConfig(repository=args.repository or _default_repository(), grpc_port=0, http_port=0, metrics_port=0)
+    )
+    with server or nullcontext():
+        host = args.host or server.grpc_url
+        command = [
+            sys.executable, "-m", "locust", "-f", str(ROOT / "perf" / "locustfile.py"),
+            "--headless", "--users", str(args.users), "--spawn-rate", str(args.users),
+            "--run-time", args.duration, "--stop-timeout", "30", "--host", host,
+            "--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary", "--loglevel", "WARNING",
+        ]
+        locust = subprocess.run(command, timeout=_seconds(args.duration) + 300)
+    summary = summarize(prefix, args.users, args.duration, host)
+    Path(f"{prefix}_summary.md").write_text(summary + "\n", encoding="utf-8")
+    print(summary)
+    return 0 if locust.returncode == 0 else 1
+
+
+def summarize(prefix: Path, users: int, duration: str, host: str) -> str:
+    """One paragraph from Locust's aggregated statistics row."""
+    with open(f"{prefix}_stats.csv", newline="", encoding="utf-8") as stream:
+        rows = {row["Name"]: row for row in csv.DictReader(stream)}
+    total = rows["Aggregated"]
+    requests, failures = int(total["Request Count"]), int(total["Failure Count"])
+    return (
+        f"Locust, {users} users for {duration} against {host} (rerank of 20-200 candidates per request): "
+        f"{requests} requests, {failures} failures, {float(total['Requests/s']):.2f} requests/s; "
+        f"latency median {total['50%']} ms, p95 {total['95%']} ms, p99 {total['99%']} ms, "
+        f"max {float(total['Max Response Time']):.0f} ms. Reports: {prefix.name}_stats.csv, {prefix.name}.html."
+    )
+
+
+def _seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return int(duration[:-1]) * units[duration[-1]] if duration[-1] in units else int(duration)
+    except (ValueError, IndexError):
+        raise SystemExit(f"--duration must look like 15s, 2m or 1h, got {duration!r}") from None
+
+
+def _default_repository() -> Path:
+    from polyrank.export.assets import build_mmbert_small_shaped
+    from polyrank.export.build_repository import build_repository, exported_from
+    from polyrank.export.config import ExportConfig
+
+    cache = Path(os.environ.get("POLYRANK_CACHE", Path.home() / ".cache" / "polyrank"))
+    model = str(build_mmbert_small_shaped(cache / "mmbert-small-shaped", cache))
+    repository = ROOT / "build" / "bench" / "repository"
+    if exported_from(repository) != model:
+        build_repository(ExportConfig(model=model, output=repository, overwrite=True))
+    return repository
+
+
+if __name__ == "__main__":
+    sys.exit(main())

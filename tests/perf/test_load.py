@@ -1,0 +1,33 @@
+"""The Locust load test's CI smoke version: 15 s against the real embedded server, zero failures."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_load(*args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "perf" / "load.py"), *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_fifteen_second_load_has_zero_failures(triton_server, tmp_path):
+    result = run_load("--host", triton_server.grpc_url, "--users", "4", "--duration", "15s", "--results", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    with open(tmp_path / "load_stats.csv", newline="") as stream:
+        total = next(row for row in csv.DictReader(stream) if row["Name"] == "Aggregated")
+    assert int(total["Request Count"]) > 0
+    assert int(total["Failure Count"]) == 0
+    assert (tmp_path / "load.html").stat().st_size > 0
+    summary = (tmp_path / "load_summary.md").read_text()
+    assert f"{total['Request Count']} requests, 0 failures" in summary
+
+
+def test_load_refuses_targets_off_this_machine(tmp_path):
+    result = run_load("--host", "10.0.0.1:8001", "--duration", "1s", "--results", str(tmp_path))
+    assert result.returncode == 2
+    assert "load goes only to this machine" in result.stderr
+    assert not (tmp_path / "load_stats.csv").exists()
