@@ -19,7 +19,9 @@ import numpy as np
 
 import polyrank
 from polyrank.export.config import ExportConfig
-from polyrank.export.parity import check_onnx_parity
+from polyrank.export.parity import check_onnx_parity, onnx_scores, onnx_session, torch_scores
+from polyrank.export.quality import GateThresholds, QualityGateError, compare_rankings, load_eval_set
+from polyrank.export.quantize import quantize_int8_dynamic, quantize_int8_static
 from polyrank.export.samples import parity_pairs
 from polyrank.export.to_onnx import Checkpoint, export_onnx, load_checkpoint
 from polyrank.model_repository.pair_encoding import PairEncoder
@@ -34,7 +36,8 @@ def build_repository(config: ExportConfig, log=print) -> Path:
     Raises:
         FileExistsError: the output exists and `overwrite` is not set.
         ValueError: the checkpoint cannot be loaded or is not a one-logit cross-encoder.
-        ParityError: the ONNX graph scores differently from PyTorch.
+        ParityError: the fp32 ONNX graph scores differently from PyTorch.
+        QualityGateError: the written precision ranks unlike PyTorch fp32 (unless `force`).
     """
     output = config.output
     if output.exists() and any(output.iterdir()) and not config.overwrite:
@@ -48,34 +51,49 @@ def build_repository(config: ExportConfig, log=print) -> Path:
     try:
         scorer_version = staging / "scorer" / "1"
         scorer_version.mkdir(parents=True)
+        fp32_path = staging / "fp32.onnx"
         log(f"exporting ONNX (opset {config.opset})")
         started = time.perf_counter()
-        export_onnx(checkpoint, scorer_version / "model.onnx", config.opset)
+        export_onnx(checkpoint, fp32_path, config.opset)
         export_seconds = time.perf_counter() - started
 
         queries, documents = parity_pairs()
-        parity = check_onnx_parity(
-            checkpoint, encoder, scorer_version / "model.onnx", queries, documents, config.parity_tolerance
-        )
+        parity = check_onnx_parity(checkpoint, encoder, fp32_path, queries, documents, config.parity_tolerance)
         log(
             f"parity vs PyTorch on {parity.pairs} multilingual pairs: max |diff| "
             f"{parity.max_abs_diff:.2e}, same order per query: {parity.same_order_per_query}"
         )
+        model_path = scorer_version / "model.onnx"
+        quantization = _convert(config, fp32_path, model_path, encoder, log)
+        gate = _quality_gate(config, checkpoint, encoder, model_path)
+        log(
+            f"quality gate ({config.precision} vs PyTorch fp32, {gate.queries} queries): mean Spearman "
+            f"{gate.mean_spearman:.4f}, reference-NDCG@10 {gate.mean_reference_ndcg_at_10:.4f}, "
+            f"top-10 overlap {gate.mean_top10_overlap:.3f}"
+        )
+        if gate.failures():
+            message = f"{config.precision} model failed the quality gate: {'; '.join(gate.failures())}"
+            if not config.force:
+                raise QualityGateError(message + " (pass --force to write it anyway)")
+            log(f"WARNING: {message}; writing it anyway (--force)")
         _write_models(staging, config, checkpoint, encoder)
         export_facts = {
             "polyrank_version": polyrank.__version__,
             "created_unix": int(time.time()),
             "source": _describe_source(config.model, checkpoint),
             "target": config.target,
-            "precision": "fp32",
+            "precision": config.precision,
+            "quantization": quantization,
             "max_length": config.max_length,
             "tokenizer_template": tokenizer_template(encoder),
             "inputs": checkpoint.input_names,
             "opset": config.opset,
             "export_seconds": round(export_seconds, 1),
             "parity": parity.as_dict(),
+            "quality_gate": gate.as_dict(),
             "exported_on": platform.platform(),
         }
+        fp32_path.unlink()
         for version_dir in (staging / "tokenizer" / "1", scorer_version):
             write_manifest(version_dir, export_facts)
 
@@ -86,6 +104,40 @@ def build_repository(config: ExportConfig, log=print) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
     log(f"wrote Triton model repository {output}")
     return output
+
+
+def _convert(config: ExportConfig, fp32_path: Path, model_path: Path, encoder: PairEncoder, log):
+    """Writes the scorer graph in the requested precision; returns how it was quantized."""
+    if config.precision == "fp32":
+        shutil.copyfile(fp32_path, model_path)
+        return None
+    if config.precision == "int8-dynamic":
+        info = quantize_int8_dynamic(fp32_path, model_path)
+    else:
+        calibration = load_eval_set(config.calibration) if config.calibration else None
+        if calibration is None:
+            queries, documents = parity_pairs()
+        else:
+            queries = [q.query for q in calibration for _ in q.documents]
+            documents = [d for q in calibration for d in q.documents]
+        info = quantize_int8_static(fp32_path, model_path, encoder, queries, documents)
+    log(f"quantized to {config.precision}: {info}")
+    return info
+
+
+def _quality_gate(config: ExportConfig, checkpoint: Checkpoint, encoder: PairEncoder, model_path: Path):
+    """Compares the written graph's rankings with the PyTorch fp32 reference."""
+    eval_set = load_eval_set(config.eval)
+    session = onnx_session(model_path)
+    reference, candidate = [], []
+    for query in eval_set:
+        queries, documents = [query.query] * len(query.documents), list(query.documents)
+        reference.append(torch_scores(checkpoint, encoder, queries, documents).astype(np.float64))
+        candidate.append(onnx_scores(session, encoder, queries, documents).astype(np.float64))
+    thresholds = GateThresholds(
+        min_mean_spearman=config.min_mean_spearman, min_reference_ndcg_at_10=config.min_reference_ndcg_at_10
+    )
+    return compare_rankings(eval_set, reference, candidate, thresholds)
 
 
 def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, encoder: PairEncoder):

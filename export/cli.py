@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from polyrank.export.config import TARGETS, ExportConfig
+from polyrank.export.config import PRECISIONS, TARGETS, ExportConfig
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +14,12 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=256, help="longest pair in tokens (default 256)")
     parser.add_argument("--target", choices=TARGETS, default="embedded", help="serving target (default embedded)")
     parser.add_argument("--max-batch-size", type=int, default=256, help="most pairs per request (default 256)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="scorer precision (default fp32)")
+    parser.add_argument("--calibration", type=Path, help="int8-static calibration pairs, JSONL {query, documents}")
+    parser.add_argument("--eval", type=Path, help="quality-gate set, JSONL {query, documents, labels?}")
+    parser.add_argument("--min-spearman", type=float, default=0.99, help="gate: least mean Spearman (0.99)")
+    parser.add_argument("--min-ndcg", type=float, default=0.99, help="gate: least reference-NDCG@10 (0.99)")
+    parser.add_argument("--force", action="store_true", help="write the repository even if the gate fails")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing repository")
 
 
@@ -26,6 +32,12 @@ def run_export(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         target=args.target,
         max_batch_size=args.max_batch_size,
+        precision=args.precision,
+        calibration=args.calibration,
+        eval=args.eval,
+        min_mean_spearman=args.min_spearman,
+        min_reference_ndcg_at_10=args.min_ndcg,
+        force=args.force,
         overwrite=args.overwrite,
     )
     build_repository(config)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+PRECISIONS = ("fp32", "int8-dynamic", "int8-static")
 TARGETS = ("embedded", "triton-gpu")
 
 
@@ -23,6 +25,13 @@ class ExportConfig:
         merge_requests: how many full-size requests the tokenizer's and scorer's dynamic
             batchers may merge into one execution (their max_batch_size is this multiple).
         parity_tolerance: largest allowed |ONNX - PyTorch| score difference.
+        precision: "fp32", "int8-dynamic" (CPU) or "int8-static" (QDQ, calibrated).
+        calibration: JSONL of {"query", "documents"} pairs for int8-static calibration
+            (default: the built-in multilingual sample).
+        eval: JSONL of {"query", "documents", "labels"?} for the quality gate (default:
+            the built-in multilingual sample).
+        min_mean_spearman, min_reference_ndcg_at_10: quality-gate thresholds.
+        force: write the repository even if the quality gate fails.
         overwrite: replace an existing repository at `output`.
     """
 
@@ -41,10 +50,23 @@ class ExportConfig:
     intra_op_threads: int = 2
     max_pairs_per_run: int = 16
     max_tokens_per_run: int = 8192
+    precision: str = "fp32"
+    calibration: Optional[Path] = None
+    eval: Optional[Path] = None
+    min_mean_spearman: float = 0.99
+    min_reference_ndcg_at_10: float = 0.99
+    force: bool = False
     overwrite: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "output", Path(self.output))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for path in (self.calibration, self.eval):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{path} does not exist or is not a file")
+        if self.calibration is not None and self.precision != "int8-static":
+            raise ValueError(f"--calibration applies to int8-static only, got precision {self.precision}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         for name in (

@@ -47,10 +47,14 @@ def torch_scores(checkpoint: Checkpoint, encoder: PairEncoder, queries, document
         return checkpoint.model(**inputs).logits.reshape(-1).float().numpy()
 
 
-def onnx_scores(onnx_path: Path, encoder: PairEncoder, queries, documents) -> np.ndarray:
+def onnx_session(onnx_path: Path):
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+
+
+def onnx_scores(session, encoder: PairEncoder, queries, documents) -> np.ndarray:
+    """Scores from an ONNX Runtime session of an exported graph, one padded batch."""
     batch = encoder.encode_padded(queries, documents)
     available = {
         "INPUT_IDS": batch.input_ids,
@@ -101,7 +105,7 @@ def check_onnx_parity(
     """Scores the pairs with both models; raises ParityError if they disagree."""
     report = compare(
         torch_scores(checkpoint, encoder, queries, documents),
-        onnx_scores(onnx_path, encoder, queries, documents),
+        onnx_scores(onnx_session(onnx_path), encoder, queries, documents),
         queries,
         tolerance,
     )
