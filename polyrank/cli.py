@@ -1,4 +1,4 @@
-"""The `polyrank` command: export, serve, rerank, demo, build-shaped-model.
+"""The `polyrank` command: export, serve, rerank, train, demo, build-shaped-model.
 
 This is the one place that reads the environment (POLYRANK_CACHE).
 """
@@ -31,6 +31,15 @@ def main(argv=None) -> int:
     demo = commands.add_parser("demo", help="export, serve and rerank multilingual sample queries")
     demo.add_argument("--model", default=None, help="checkpoint (default: mmBERT-small-shaped, random weights)")
     demo.add_argument("--workdir", type=Path, default=Path("build/demo"))
+    train = commands.add_parser("train", help="fine-tune a cross-encoder on JSONL pairs")
+    train.add_argument("--base", required=True, help="local pretrained encoder (or cross-encoder) directory")
+    train.add_argument("--train", required=True, type=Path, help='JSONL {"query", "document", "label" in [0, 1]}')
+    train.add_argument("--output", required=True, type=Path)
+    train.add_argument("--epochs", type=int, default=1)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--learning-rate", type=float, default=5e-5)
+    train.add_argument("--max-length", type=int, default=128)
+    train.add_argument("--seed", type=int, default=0)
     export_cli.add_shaped_model_arguments(
         commands.add_parser("build-shaped-model", help="write the mmBERT-small-shaped random-weight checkpoint")
     )
@@ -44,6 +53,18 @@ def main(argv=None) -> int:
             return _serve(args)
         if args.command == "rerank":
             return rerank_cli.run(args)
+        if args.command == "train":
+            from polyrank.training.train import TrainConfig, train_cross_encoder
+
+            train_cross_encoder(
+                TrainConfig(
+                    base=args.base, train=args.train, output=args.output, epochs=args.epochs,
+                    batch_size=args.batch_size, learning_rate=args.learning_rate,
+                    max_length=args.max_length, seed=args.seed,
+                ),
+                log=lambda line: print(line, flush=True),
+            )
+            return 0
         if args.command == "demo":
             from polyrank.demo import run_demo
 

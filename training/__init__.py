@@ -1,0 +1,1 @@
+"""Fine-tuning cross-encoders, and the product data they learn from."""
