@@ -32,6 +32,7 @@ load: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python perf/bench_latency.py
+	$(BIN)/python perf/bench_precision.py
 
 clean:
 	rm -rf build $(VENV)

@@ -45,6 +45,7 @@ class InProcessOnnxRuntime:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
         self.encoder = encoder
         self.batch = batch
         self.computed_tokens = 0
@@ -59,7 +60,12 @@ class InProcessOnnxRuntime:
             padded = self.encoder.pad([encodings[i] for i in rows])
             self.computed_tokens += padded.input_ids.size
             self.real_tokens += padded.real_tokens
-            feed = {"INPUT_IDS": padded.input_ids, "ATTENTION_MASK": padded.attention_mask}
+            available = {
+                "INPUT_IDS": padded.input_ids,
+                "ATTENTION_MASK": padded.attention_mask,
+                "TOKEN_TYPE_IDS": padded.token_type_ids,
+            }
+            feed = {name: available[name] for name in self.input_names}
             scores[rows] = self.session.run(["SCORES"], feed)[0].reshape(-1)
         return scores
 
