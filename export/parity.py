@@ -56,12 +56,7 @@ def onnx_session(onnx_path: Path):
 def onnx_scores(session, encoder: PairEncoder, queries, documents) -> np.ndarray:
     """Scores from an ONNX Runtime session of an exported graph, one padded batch."""
     batch = encoder.encode_padded(queries, documents)
-    available = {
-        "INPUT_IDS": batch.input_ids,
-        "ATTENTION_MASK": batch.attention_mask,
-        "TOKEN_TYPE_IDS": batch.token_type_ids,
-    }
-    feed = {i.name: available[i.name] for i in session.get_inputs()}
+    feed = batch.feed([i.name for i in session.get_inputs()])
     return session.run(["SCORES"], feed)[0].reshape(-1)
 
 

@@ -13,7 +13,6 @@ import platform
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from polyrank.model_repository.pair_encoding import PairEncoder
@@ -106,7 +105,7 @@ class _CalibrationReader(CalibrationDataReader):
         encodings = sorted(encoder.encode(list(queries), list(documents)), key=lambda e: len(e.ids))
         self._feeds: Iterator[dict] = iter(
             [
-                _feed(encoder.pad(encodings[start : start + CALIBRATION_BATCH]), names)
+                encoder.pad(encodings[start : start + CALIBRATION_BATCH]).feed(names)
                 for start in range(0, len(encodings), CALIBRATION_BATCH)
             ]
         )
@@ -116,12 +115,3 @@ class _CalibrationReader(CalibrationDataReader):
 
     def rewind(self):  # one pass is all MinMax needs
         pass
-
-
-def _feed(batch, names) -> dict[str, np.ndarray]:
-    available = {
-        "INPUT_IDS": batch.input_ids,
-        "ATTENTION_MASK": batch.attention_mask,
-        "TOKEN_TYPE_IDS": batch.token_type_ids,
-    }
-    return {name: available[name] for name in names}

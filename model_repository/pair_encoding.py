@@ -31,6 +31,15 @@ class PaddedBatch:
     def real_tokens(self) -> int:
         return int(self.attention_mask.sum())
 
+    def feed(self, names) -> dict[str, np.ndarray]:
+        """The arrays for the named graph inputs (INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS)."""
+        by_name = {
+            "INPUT_IDS": self.input_ids,
+            "ATTENTION_MASK": self.attention_mask,
+            "TOKEN_TYPE_IDS": self.token_type_ids,
+        }
+        return {name: by_name[name] for name in names}
+
 
 class PairEncoder:
     """Encodes (query, product) pairs with a checkpoint's tokenizer and pair template."""

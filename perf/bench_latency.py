@@ -60,13 +60,7 @@ class InProcessOnnxRuntime:
             padded = self.encoder.pad([encodings[i] for i in rows])
             self.computed_tokens += padded.input_ids.size
             self.real_tokens += padded.real_tokens
-            available = {
-                "INPUT_IDS": padded.input_ids,
-                "ATTENTION_MASK": padded.attention_mask,
-                "TOKEN_TYPE_IDS": padded.token_type_ids,
-            }
-            feed = {name: available[name] for name in self.input_names}
-            scores[rows] = self.session.run(["SCORES"], feed)[0].reshape(-1)
+            scores[rows] = self.session.run(["SCORES"], padded.feed(self.input_names))[0].reshape(-1)
         return scores
 
 
