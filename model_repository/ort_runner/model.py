@@ -117,26 +117,27 @@ class TritonPythonModel:
 
     def _score(self, accepted):
         """Scores all pairs of all accepted requests; returns one float32 array per request."""
-        rows = [(slot, row) for slot, (_, _, lengths) in enumerate(accepted) for row in range(len(lengths))]
+        pooled = {name: _stack([inputs[name] for _, inputs, _ in accepted]) for name in self.input_names}
+        pooled["INPUT_IDS"][pooled["ATTENTION_MASK"] == 0] = self.pad_id
         lengths = np.concatenate([lengths for _, _, lengths in accepted])
+        scores = np.empty(len(lengths), dtype=np.float32)
         order = np.argsort(lengths, kind="stable")
-        scores = [np.empty(len(lengths), dtype=np.float32) for _, _, lengths in accepted]
         for chunk in _chunks(order, lengths, self.max_pairs_per_run, self.max_tokens_per_run):
-            width = int(lengths[chunk].max())
-            feed = {}
-            for name in self.input_names:
-                fill = self.pad_id if name == "INPUT_IDS" else 0
-                batch = np.full((len(chunk), width), fill, dtype=np.int64)
-                for out_row, index in enumerate(chunk):
-                    slot, row = rows[index]
-                    length = lengths[index]
-                    batch[out_row, :length] = accepted[slot][1][name][row, :length]
-                feed[name] = batch
-            chunk_scores = self.session.run(["SCORES"], feed)[0].reshape(-1)
-            for index, score in zip(chunk, chunk_scores):
-                slot, row = rows[index]
-                scores[slot][row] = score
-        return scores
+            width = int(lengths[chunk].max())  # the chunk is padded only to its own longest pair
+            feed = {name: np.ascontiguousarray(array[chunk, :width]) for name, array in pooled.items()}
+            scores[chunk] = self.session.run(["SCORES"], feed)[0].reshape(-1)
+        request_ends = np.cumsum([len(lengths) for _, _, lengths in accepted])[:-1]
+        return np.split(scores, request_ends)
+
+
+def _stack(arrays):
+    """Stacks [rows_i, width_i] arrays into one [sum of rows, widest] array, zero-filled on the right."""
+    stacked = np.zeros((sum(len(a) for a in arrays), max(a.shape[1] for a in arrays)), dtype=np.int64)
+    start = 0
+    for array in arrays:
+        stacked[start : start + len(array), : array.shape[1]] = array
+        start += len(array)
+    return stacked
 
 
 def _chunks(order, lengths, max_pairs, max_tokens):
