@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Mapping
 
 from tokenizers import Tokenizer, processors
 
@@ -114,6 +115,18 @@ def build_mmbert_small_shaped(directory: Path, cache_dir: Path, seed: int = 0) -
     shutil.rmtree(directory, ignore_errors=True)
     staging.rename(directory)
     return directory
+
+
+def cache_dir_from(environment: Mapping[str, str]) -> Path:
+    """Where fetched and built assets are kept: $POLYRANK_CACHE, else ~/.cache/polyrank.
+
+    Entry points (the CLI, benchmark scripts, tests) pass their environment in."""
+    return Path(environment.get("POLYRANK_CACHE", Path.home() / ".cache" / "polyrank"))
+
+
+def shaped_model(cache_dir: Path) -> str:
+    """The default mmBERT-small-shaped checkpoint in the cache, built on first use."""
+    return str(build_mmbert_small_shaped(Path(cache_dir) / "mmbert-small-shaped", cache_dir))
 
 
 def has_random_weights(model: str) -> bool:

@@ -6,6 +6,7 @@ the parity check passed, so a failed export never leaves a half-written reposito
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -258,12 +259,18 @@ def write_manifest(version_dir: Path, facts: dict) -> dict:
     return manifest
 
 
-def exported_from(repository: Path) -> str | None:
-    """The checkpoint a repository was exported from, per its scorer manifest (None if unknown)."""
+def build_repository_unless_current(config: ExportConfig, log=print) -> Path:
+    """Reuses `config.output` if its manifest says it was exported from the same model with
+    the same target, precision and max length; otherwise (re)builds it."""
     try:
-        return json.loads((Path(repository) / "scorer" / "1" / MANIFEST).read_text())["source"]["model"]
+        manifest = json.loads((config.output / "scorer" / "1" / MANIFEST).read_text())
+        current = (manifest["source"]["model"], manifest["target"], manifest["precision"], manifest["max_length"])
     except (OSError, ValueError, KeyError):
-        return None
+        current = None
+    if current == (config.model, config.target, config.precision, config.max_length):
+        log(f"reusing model repository {config.output} (exported from {config.model})")
+        return config.output
+    return build_repository(dataclasses.replace(config, overwrite=True), log)
 
 
 def _sha256(path: Path) -> str:

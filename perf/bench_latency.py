@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from perf.workload import make_workload  # noqa: E402
 from polyrank.client import RerankClient  # noqa: E402
-from polyrank.export.assets import build_mmbert_small_shaped  # noqa: E402
-from polyrank.export.build_repository import build_repository, exported_from  # noqa: E402
+from polyrank.export.assets import cache_dir_from, shaped_model  # noqa: E402
+from polyrank.export.build_repository import build_repository_unless_current  # noqa: E402
 from polyrank.export.config import ExportConfig  # noqa: E402
 from polyrank.model_repository.pair_encoding import PairEncoder  # noqa: E402
 from polyrank.server import EmbeddedTritonServer, ServerConfig  # noqa: E402
@@ -70,12 +70,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("build/bench"))
     args = parser.parse_args()
-    cache = Path(os.environ.get("POLYRANK_CACHE", Path.home() / ".cache" / "polyrank"))
-
-    model = str(build_mmbert_small_shaped(cache / "mmbert-small-shaped", cache))
-    repository = args.workdir / "repository"
-    if exported_from(repository) != model:
-        build_repository(ExportConfig(model=model, output=repository, max_length=MAX_LENGTH, overwrite=True))
+    model = shaped_model(cache_dir_from(os.environ))
+    repository = build_repository_unless_current(
+        ExportConfig(model=model, output=args.workdir / "repository", max_length=MAX_LENGTH)
+    )
     encoder = PairEncoder.from_file(repository / "tokenizer" / "1" / "tokenizer.json", MAX_LENGTH)
     workload = make_workload(queries=args.queries, candidates=100, seed=0)
     in_process = InProcessOnnxRuntime(repository / "scorer" / "1" / "model.onnx", encoder)

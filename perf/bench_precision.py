@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from perf.bench_latency import InProcessOnnxRuntime  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
 from polyrank.client import RerankClient  # noqa: E402
-from polyrank.export.assets import build_mmbert_small_shaped  # noqa: E402
+from polyrank.export.assets import cache_dir_from, shaped_model  # noqa: E402
 from polyrank.export.build_repository import build_repository  # noqa: E402
 from polyrank.export.config import PRECISIONS, ExportConfig  # noqa: E402
 from polyrank.model_repository.pair_encoding import PairEncoder  # noqa: E402
@@ -61,12 +61,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "bench-precision")
     args = parser.parse_args()
-    cache = Path(os.environ.get("POLYRANK_CACHE", Path.home() / ".cache" / "polyrank"))
+    cache = cache_dir_from(os.environ)
 
     minilm, wdc_eval = trained_minilm(cache)
     models = {
         "minilm-wdc": (str(minilm), wdc_eval),
-        "mmbert-small-shaped": (str(build_mmbert_small_shaped(cache / "mmbert-small-shaped", cache)), None),
+        "mmbert-small-shaped": (shaped_model(cache), None),
     }
     workload = make_workload(queries=args.requests, candidates=100, seed=0)
     results = []

@@ -90,16 +90,12 @@ def _seconds(duration: str) -> int:
 
 
 def _default_repository() -> Path:
-    from polyrank.export.assets import build_mmbert_small_shaped
-    from polyrank.export.build_repository import build_repository, exported_from
+    from polyrank.export.assets import cache_dir_from, shaped_model
+    from polyrank.export.build_repository import build_repository_unless_current
     from polyrank.export.config import ExportConfig
 
-    cache = Path(os.environ.get("POLYRANK_CACHE", Path.home() / ".cache" / "polyrank"))
-    model = str(build_mmbert_small_shaped(cache / "mmbert-small-shaped", cache))
-    repository = ROOT / "build" / "bench" / "repository"
-    if exported_from(repository) != model:
-        build_repository(ExportConfig(model=model, output=repository, overwrite=True))
-    return repository
+    model = shaped_model(cache_dir_from(os.environ))
+    return build_repository_unless_current(ExportConfig(model=model, output=ROOT / "build" / "bench" / "repository"))
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def main(argv=None) -> int:
     )
 
     args = parser.parse_args(argv)
-    cache_dir = Path(os.environ.get("POLYRANK_CACHE", Path.home() / ".cache" / "polyrank"))
+    from polyrank.export.assets import cache_dir_from
+
+    cache_dir = cache_dir_from(os.environ)
     try:
         if args.command == "export":
             return export_cli.run_export(args)

@@ -10,8 +10,8 @@ from typing import Optional
 
 from polyrank.client.cli import format_ranking
 from polyrank.client.client import RerankClient
-from polyrank.export.assets import build_mmbert_small_shaped, has_random_weights
-from polyrank.export.build_repository import build_repository, exported_from
+from polyrank.export.assets import has_random_weights, shaped_model
+from polyrank.export.build_repository import build_repository_unless_current
 from polyrank.export.config import ExportConfig
 from polyrank.export.samples import SAMPLE_QUERIES
 from polyrank.server import EmbeddedTritonServer, ServerConfig
@@ -24,17 +24,13 @@ RANDOM_WEIGHTS_NOTE = (
 
 def run_demo(model: Optional[str], workdir: Path, cache_dir: Path) -> int:
     if model is None:
-        model = str(build_mmbert_small_shaped(cache_dir / "mmbert-small-shaped", cache_dir))
+        model = shaped_model(cache_dir)
         print(f"default model: mmBERT-small-shaped cross-encoder with the exact Gemma-2 tokenizer ({model})")
     random_weights = has_random_weights(model)
     if random_weights:
         print(RANDOM_WEIGHTS_NOTE)
 
-    repository = Path(workdir) / "repository"
-    if exported_from(repository) == model:
-        print(f"reusing model repository {repository} (exported from {model})")
-    else:
-        build_repository(ExportConfig(model=model, output=repository, overwrite=True))
+    repository = build_repository_unless_current(ExportConfig(model=model, output=Path(workdir) / "repository"))
 
     print("starting the embedded Triton server ...")
     started = time.perf_counter()

@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from polyrank.client import RerankClient
-from polyrank.export.assets import build_mmbert_small_shaped
+from polyrank.export.assets import cache_dir_from, shaped_model
 from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig
 from polyrank.export.parity import torch_scores
@@ -20,12 +20,12 @@ from polyrank.model_repository.pair_encoding import PairEncoder
 from polyrank.server import EmbeddedTritonServer, ServerConfig
 
 pytestmark = pytest.mark.slow
-CACHE = Path(os.environ.get("POLYRANK_CACHE", Path.home() / ".cache" / "polyrank"))
+
 
 
 @pytest.fixture(scope="module")
 def shaped_model_dir():
-    return build_mmbert_small_shaped(CACHE / "mmbert-small-shaped", CACHE)
+    return Path(shaped_model(cache_dir_from(os.environ)))
 
 
 def test_model_has_mmbert_small_shape(shaped_model_dir):
