@@ -29,6 +29,15 @@ from polyrank.model_repository.pair_encoding import PairEncoder
 
 TEMPLATES = resources.files("polyrank.model_repository")
 MANIFEST = "manifest.json"
+REPOSITORY_SOURCES = (
+    "pair_encoding.py",
+    "tokenizer/model.py",
+    "tokenizer/config.pbtxt",
+    "ort_runner/model.py",
+    "ort_runner/config.pbtxt",
+    "onnx_native/config.pbtxt",
+    "rerank/config.pbtxt",
+)
 
 
 def build_repository(config: ExportConfig, log=print) -> Path:
@@ -93,6 +102,7 @@ def build_repository(config: ExportConfig, log=print) -> Path:
             "parity": parity.as_dict(),
             "quality_gate": gate.as_dict(),
             "exported_on": platform.platform(),
+            "build_fingerprint": build_fingerprint(config),
         }
         fp32_path.unlink()
         for version_dir in (staging / "tokenizer" / "1", scorer_version):
@@ -260,17 +270,26 @@ def write_manifest(version_dir: Path, facts: dict) -> dict:
 
 
 def build_repository_unless_current(config: ExportConfig, log=print) -> Path:
-    """Reuses `config.output` if its manifest says it was exported from the same model with
-    the same target, precision and max length; otherwise (re)builds it."""
+    """Reuses `config.output` if it was built with the same settings and the same Triton-side
+    code (its manifest's build fingerprint matches); otherwise (re)builds it."""
     try:
         manifest = json.loads((config.output / "scorer" / "1" / MANIFEST).read_text())
-        current = (manifest["source"]["model"], manifest["target"], manifest["precision"], manifest["max_length"])
-    except (OSError, ValueError, KeyError):
-        current = None
-    if current == (config.model, config.target, config.precision, config.max_length):
+    except (OSError, ValueError):
+        manifest = {}
+    if manifest.get("build_fingerprint") == build_fingerprint(config):
         log(f"reusing model repository {config.output} (exported from {config.model})")
         return config.output
     return build_repository(dataclasses.replace(config, overwrite=True), log)
+
+
+def build_fingerprint(config: ExportConfig) -> str:
+    """sha256 of the export settings (not where they are written) and of every model file and
+    config template a repository is made from."""
+    settings = dataclasses.replace(config, output=Path("."), overwrite=False)
+    digest = hashlib.sha256(f"{polyrank.__version__} {settings!r}".encode())
+    for name in REPOSITORY_SOURCES:
+        digest.update(TEMPLATES.joinpath(name).read_bytes())
+    return digest.hexdigest()
 
 
 def _sha256(path: Path) -> str:

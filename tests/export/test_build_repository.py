@@ -112,3 +112,18 @@ def test_multi_label_checkpoint_is_refused(tmp_path):
 def test_export_config_rejects_bad_settings(field, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         ExportConfig(model="m", output=tmp_path, **{field: value})
+
+
+def test_repository_is_reused_only_when_settings_and_code_match(tiny_modernbert_dir, tmp_path):
+    from polyrank.export.build_repository import build_repository_unless_current
+
+    config = ExportConfig(model=str(tiny_modernbert_dir), output=tmp_path / "repo")
+    first = build_repository_unless_current(config, log=quiet)
+    model = first / "scorer" / "1" / "model.onnx"
+    built_at = model.stat().st_mtime_ns
+
+    build_repository_unless_current(config, log=quiet)
+    assert model.stat().st_mtime_ns == built_at  # same settings, same code: reused
+
+    build_repository_unless_current(ExportConfig(model=str(tiny_modernbert_dir), output=tmp_path / "repo", max_length=64), log=quiet)
+    assert json.loads((first / "scorer" / "1" / "manifest.json").read_text())["max_length"] == 64
