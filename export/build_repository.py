@@ -20,10 +20,12 @@ import numpy as np
 
 import polyrank
 from polyrank.export.config import ExportConfig
+from polyrank.export.optimize import convert_to_fp16, fuse_for_onnxruntime
 from polyrank.export.parity import check_onnx_parity, onnx_scores, onnx_session, torch_scores
 from polyrank.export.quality import GateThresholds, QualityGateError, compare_rankings, load_eval_set
 from polyrank.export.quantize import quantize_int8_dynamic, quantize_int8_static
 from polyrank.export.samples import parity_pairs
+from polyrank.export.tensorrt import build_plan, require_tensorrt
 from polyrank.export.to_onnx import Checkpoint, export_onnx, load_checkpoint
 from polyrank.model_repository.pair_encoding import PairEncoder
 
@@ -36,6 +38,7 @@ REPOSITORY_SOURCES = (
     "ort_runner/model.py",
     "ort_runner/config.pbtxt",
     "onnx_native/config.pbtxt",
+    "tensorrt_plan/config.pbtxt",
     "rerank/config.pbtxt",
 )
 
@@ -48,10 +51,13 @@ def build_repository(config: ExportConfig, log=print) -> Path:
         ValueError: the checkpoint cannot be loaded or is not a one-logit cross-encoder.
         ParityError: the fp32 ONNX graph scores differently from PyTorch.
         QualityGateError: the written precision ranks unlike PyTorch fp32 (unless `force`).
+        TensorRTUnavailable: `engine` is tensorrt and this machine has no GPU or no TensorRT.
     """
     output = config.output
     if output.exists() and any(output.iterdir()) and not config.overwrite:
         raise FileExistsError(f"{output} already exists; pass --overwrite to replace it")
+    if config.engine == "tensorrt":
+        require_tensorrt()  # before minutes of export work
     log(f"loading {config.model}")
     checkpoint = load_checkpoint(config.model)
     encoder = PairEncoder(checkpoint.tokenizer, config.max_length, checkpoint.pad_id)
@@ -73,8 +79,13 @@ def build_repository(config: ExportConfig, log=print) -> Path:
             f"parity vs PyTorch on {parity.pairs} multilingual pairs: max |diff| "
             f"{parity.max_abs_diff:.2e}, same order per query: {parity.same_order_per_query}"
         )
-        model_path = scorer_version / "model.onnx"
-        quantization = _convert(config, fp32_path, model_path, encoder, log)
+        graph_path, fusions = fp32_path, {}
+        if config.engine == "onnxruntime" and config.precision != "int8-static":
+            graph_path = staging / "fused.onnx"
+            fusions = fuse_for_onnxruntime(fp32_path, graph_path)
+            log(f"ONNX Runtime fusions: {_describe_fusions(fusions)}")
+        model_path = staging / "model.onnx"
+        quantization = _convert(config, fp32_path, graph_path, model_path, encoder, log)
         gate = _quality_gate(config, checkpoint, encoder, model_path)
         log(
             f"quality gate ({config.precision} vs PyTorch fp32, {gate.queries} queries): mean Spearman "
@@ -86,6 +97,15 @@ def build_repository(config: ExportConfig, log=print) -> Path:
             if not config.force:
                 raise QualityGateError(message + " (pass --force to write it anyway)")
             log(f"WARNING: {message}; writing it anyway (--force)")
+        engine = None
+        if config.engine == "tensorrt":
+            log(f"building TensorRT plan: pairs {config.profile_batch}, tokens {config.profile_length} (min, opt, max)")
+            engine = build_plan(
+                model_path, scorer_version / "model.plan", checkpoint.input_names,
+                config.profile_batch, config.profile_length,
+            )
+        else:
+            model_path.rename(scorer_version / "model.onnx")
         _write_models(staging, config, checkpoint, encoder)
         export_facts = {
             "polyrank_version": polyrank.__version__,
@@ -94,6 +114,9 @@ def build_repository(config: ExportConfig, log=print) -> Path:
             "target": config.target,
             "precision": config.precision,
             "quantization": quantization,
+            "engine": config.engine,
+            "onnxruntime_fusions": fusions,
+            "tensorrt": engine,
             "max_length": config.max_length,
             "tokenizer_template": tokenizer_template(encoder),
             "inputs": checkpoint.input_names,
@@ -104,7 +127,8 @@ def build_repository(config: ExportConfig, log=print) -> Path:
             "exported_on": platform.platform(),
             "build_fingerprint": build_fingerprint(config),
         }
-        fp32_path.unlink()
+        for leftover in staging.glob("*.onnx"):
+            leftover.unlink()
         for version_dir in (staging / "tokenizer" / "1", scorer_version):
             write_manifest(version_dir, export_facts)
 
@@ -117,13 +141,23 @@ def build_repository(config: ExportConfig, log=print) -> Path:
     return output
 
 
-def _convert(config: ExportConfig, fp32_path: Path, model_path: Path, encoder: PairEncoder, log):
-    """Writes the scorer graph in the requested precision; returns how it was quantized."""
+def _describe_fusions(fusions: dict[str, int]) -> str:
+    return ", ".join(f"{count} {name}" for name, count in fusions.items()) or "none applied"
+
+
+def _convert(config: ExportConfig, fp32_path: Path, graph_path: Path, model_path: Path, encoder: PairEncoder, log):
+    """Writes the scorer graph in the requested precision; returns how it was converted.
+
+    `graph_path` is the graph the engine runs (fused for ONNX Runtime, except int8-static,
+    whose QDQ graph stays plain so TensorRT can read it; ONNX Runtime fuses it at load).
+    """
     if config.precision == "fp32":
-        shutil.copyfile(fp32_path, model_path)
+        shutil.copyfile(graph_path, model_path)
         return None
-    if config.precision == "int8-dynamic":
-        info = quantize_int8_dynamic(fp32_path, model_path)
+    if config.precision == "fp16":
+        info = convert_to_fp16(graph_path, model_path)
+    elif config.precision == "int8-dynamic":
+        info = quantize_int8_dynamic(graph_path, model_path)
     else:
         calibration = load_eval_set(config.calibration) if config.calibration else None
         if calibration is None:
@@ -132,7 +166,7 @@ def _convert(config: ExportConfig, fp32_path: Path, model_path: Path, encoder: P
             queries = [q.query for q in calibration for _ in q.documents]
             documents = [d for q in calibration for d in q.documents]
         info = quantize_int8_static(fp32_path, model_path, encoder, queries, documents)
-    log(f"quantized to {config.precision}: {info}")
+    log(f"converted to {config.precision}: {info}")
     return info
 
 
@@ -184,6 +218,13 @@ def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, enco
     if config.target == "embedded":
         _copy_resource("ort_runner/model.py", scorer_dir / "1" / "model.py")
         _render("ort_runner/config.pbtxt", scorer_dir / "config.pbtxt", fields)
+    elif config.engine == "tensorrt":
+        profile = {
+            "profile_max_batch": config.profile_batch[2],
+            "profile_batch": ", ".join(map(str, config.profile_batch)),
+            "profile_length": ", ".join(map(str, config.profile_length)),
+        }
+        _render("tensorrt_plan/config.pbtxt", scorer_dir / "config.pbtxt", {**fields, **profile})
     else:
         _render("onnx_native/config.pbtxt", scorer_dir / "config.pbtxt", fields)
     _write_warmup(scorer_dir / "warmup", warmup, token_types)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from polyrank.export.config import PRECISIONS, TARGETS, ExportConfig
+from polyrank.export.config import ENGINES, PRECISIONS, TARGETS, ExportConfig
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,12 +15,25 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", choices=TARGETS, default="embedded", help="serving target (default embedded)")
     parser.add_argument("--max-batch-size", type=int, default=256, help="most pairs per request (default 256)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="scorer precision (default fp32)")
+    parser.add_argument("--engine", choices=ENGINES, default="onnxruntime", help="scorer engine (default onnxruntime)")
+    parser.add_argument("--profile-batch", type=_shape, help="TensorRT profile pairs MIN,OPT,MAX (1,32,max-batch-size)")
+    parser.add_argument("--profile-length", type=_shape, help="TensorRT profile tokens MIN,OPT,MAX (1,64,max-length)")
     parser.add_argument("--calibration", type=Path, help="int8-static calibration pairs, JSONL {query, documents}")
     parser.add_argument("--eval", type=Path, help="quality-gate set, JSONL {query, documents, labels?}")
     parser.add_argument("--min-spearman", type=float, default=0.99, help="gate: least mean Spearman (0.99)")
     parser.add_argument("--min-ndcg", type=float, default=0.99, help="gate: least reference-NDCG@10 (0.99)")
     parser.add_argument("--force", action="store_true", help="write the repository even if the gate fails")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing repository")
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected MIN,OPT,MAX (three integers), got {text!r}")
+    return values
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -33,6 +46,9 @@ def run_export(args: argparse.Namespace) -> int:
         target=args.target,
         max_batch_size=args.max_batch_size,
         precision=args.precision,
+        engine=args.engine,
+        profile_batch=args.profile_batch,
+        profile_length=args.profile_length,
         calibration=args.calibration,
         eval=args.eval,
         min_mean_spearman=args.min_spearman,

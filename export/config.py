@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-PRECISIONS = ("fp32", "int8-dynamic", "int8-static")
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 TARGETS = ("embedded", "triton-gpu")
+ENGINES = ("onnxruntime", "tensorrt")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,7 +26,12 @@ class ExportConfig:
         merge_requests: how many full-size requests the tokenizer's and scorer's dynamic
             batchers may merge into one execution (their max_batch_size is this multiple).
         parity_tolerance: largest allowed |ONNX - PyTorch| score difference.
-        precision: "fp32", "int8-dynamic" (CPU) or "int8-static" (QDQ, calibrated).
+        precision: "fp32", "fp16" (GPU), "int8-dynamic" (CPU) or "int8-static" (QDQ, calibrated).
+        engine: "onnxruntime" (fused ONNX graph) or "tensorrt" (a TensorRT plan; triton-gpu only,
+            built on a GPU).
+        profile_batch, profile_length: the TensorRT optimisation profile, (min, opt, max) pairs
+            per execution and tokens per pair; by default (1, 32, max_batch_size) and
+            (1, 64, max_length).
         calibration: JSONL of {"query", "documents"} pairs for int8-static calibration
             (default: the built-in multilingual sample).
         eval: JSONL of {"query", "documents", "labels"?} for the quality gate (default:
@@ -51,6 +57,9 @@ class ExportConfig:
     max_pairs_per_run: int = 16
     max_tokens_per_run: int = 8192
     precision: str = "fp32"
+    engine: str = "onnxruntime"
+    profile_batch: Optional[tuple[int, int, int]] = None
+    profile_length: Optional[tuple[int, int, int]] = None
     calibration: Optional[Path] = None
     eval: Optional[Path] = None
     min_mean_spearman: float = 0.99
@@ -69,6 +78,7 @@ class ExportConfig:
             raise ValueError(f"--calibration applies to int8-static only, got precision {self.precision}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        self._check_engine()
         for name in (
             "max_length",
             "max_batch_size",
@@ -88,3 +98,26 @@ class ExportConfig:
                 f"max_tokens_per_run must be at least max_length ({self.max_length}), "
                 f"got {self.max_tokens_per_run}"
             )
+
+    def _check_engine(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "onnxruntime":
+            if self.profile_batch or self.profile_length:
+                raise ValueError("--profile-batch/--profile-length apply to --engine tensorrt only")
+            return
+        if self.target != "triton-gpu":
+            raise ValueError("--engine tensorrt needs --target triton-gpu (the embedded server has no TensorRT)")
+        if self.precision == "int8-dynamic":
+            raise ValueError("int8-dynamic is ONNX Runtime's CPU format; TensorRT takes int8-static (QDQ)")
+        batch = self.profile_batch or (1, min(32, self.max_batch_size), self.max_batch_size)
+        length = self.profile_length or (1, min(64, self.max_length), self.max_length)
+        for name, shape in (("profile_batch", batch), ("profile_length", length)):
+            if len(shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in shape) or sorted(shape) != list(shape):
+                raise ValueError(f"{name} must be three positive integers min <= opt <= max, got {shape!r}")
+        if batch[2] < self.max_batch_size:
+            raise ValueError(f"profile_batch max ({batch[2]}) must hold a full request of max_batch_size ({self.max_batch_size})")
+        if length[2] < self.max_length:
+            raise ValueError(f"profile_length max ({length[2]}) must be at least max_length ({self.max_length})")
+        object.__setattr__(self, "profile_batch", tuple(batch))
+        object.__setattr__(self, "profile_length", tuple(length))

@@ -13,8 +13,10 @@ import platform
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import onnx
 from onnxruntime.quantization import CalibrationDataReader
 
+from polyrank.export.optimize import quiet_onnxruntime_tools
 from polyrank.model_repository.pair_encoding import PairEncoder
 
 QUANTIZED_OPS = ["MatMul"]
@@ -55,14 +57,17 @@ def quantize_int8_dynamic(fp32_path: Path, output: Path) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     chosen = int8_weight_format()
-    quantize_dynamic(
-        str(fp32_path),
-        str(output),
-        op_types_to_quantize=QUANTIZED_OPS,
-        per_channel=True,
-        reduce_range=chosen["reduce_range"],
-        weight_type=getattr(QuantType, chosen["weight_type"]),
-    )
+    with quiet_onnxruntime_tools():
+        quantize_dynamic(
+            str(fp32_path),
+            str(output),
+            op_types_to_quantize=QUANTIZED_OPS,
+            per_channel=True,
+            reduce_range=chosen["reduce_range"],
+            weight_type=getattr(QuantType, chosen["weight_type"]),
+            # the fused graph's contrib ops have no ONNX type inference; their outputs are fp32
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     return {"method": "dynamic", "ops": QUANTIZED_OPS, "per_channel": True, **chosen}
 
 
@@ -72,18 +77,19 @@ def quantize_int8_static(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     reader = _CalibrationReader(encoder, fp32_path, queries, documents)
-    quantize_static(
-        str(fp32_path),
-        str(output),
-        calibration_data_reader=reader,
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=QUANTIZED_OPS,
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-    )
+    with quiet_onnxruntime_tools():
+        quantize_static(
+            str(fp32_path),
+            str(output),
+            calibration_data_reader=reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=QUANTIZED_OPS,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        )
     return {
         "method": "static QDQ",
         "ops": QUANTIZED_OPS,
@@ -99,8 +105,6 @@ class _CalibrationReader(CalibrationDataReader):
     """Feeds calibration pairs to ONNX Runtime's calibrator in small length-sorted batches."""
 
     def __init__(self, encoder: PairEncoder, fp32_path: Path, queries, documents):
-        import onnx
-
         names = {i.name for i in onnx.load(str(fp32_path), load_external_data=False).graph.input}
         encodings = sorted(encoder.encode(list(queries), list(documents)), key=lambda e: len(e.ids))
         self._feeds: Iterator[dict] = iter(

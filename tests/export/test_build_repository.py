@@ -1,5 +1,7 @@
 import hashlib
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -7,6 +9,7 @@ from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig
 from polyrank.export.parity import ParityError, check_onnx_parity
 from polyrank.export.samples import parity_pairs
+from polyrank.export.tensorrt import cuda_device_count
 from polyrank.export.to_onnx import load_checkpoint
 from polyrank.model_repository.pair_encoding import PairEncoder
 from tests.tiny_models import build_tiny_modernbert
@@ -107,11 +110,58 @@ def test_multi_label_checkpoint_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "field, value, message",
-    [("target", "tpu", "target must be one of"), ("max_length", 0, "max_length"), ("max_tokens_per_run", 10, "at least")],
+    [
+        ("target", "tpu", "target must be one of"),
+        ("max_length", 0, "max_length"),
+        ("max_tokens_per_run", 10, "at least"),
+        ("engine", "tvm", "engine must be one of"),
+        ("profile_batch", (1, 8, 64), "apply to --engine tensorrt only"),
+    ],
 )
 def test_export_config_rejects_bad_settings(field, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         ExportConfig(model="m", output=tmp_path, **{field: value})
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"target": "embedded"}, "needs --target triton-gpu"),
+        ({"precision": "int8-dynamic"}, "TensorRT takes int8-static"),
+        ({"profile_batch": (1, 32, 64)}, "must hold a full request of max_batch_size \\(256\\)"),
+        ({"profile_length": (1, 300, 256)}, "min <= opt <= max"),
+        ({"profile_length": (1, 64, 128)}, "at least max_length \\(256\\)"),
+    ],
+)
+def test_tensorrt_settings_are_checked_before_any_work(settings, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        ExportConfig(model="m", output=tmp_path, **{"target": "triton-gpu", "engine": "tensorrt", **settings})
+
+
+def test_tensorrt_profile_defaults_cover_a_full_request(tmp_path):
+    config = ExportConfig(model="m", output=tmp_path, target="triton-gpu", engine="tensorrt", max_batch_size=64)
+    assert config.profile_batch == (1, 32, 64) and config.profile_length == (1, 64, 256)
+
+
+@pytest.mark.skipif(cuda_device_count() > 0, reason="this machine has an NVIDIA GPU: the no-GPU message cannot show")
+def test_tensorrt_export_without_a_gpu_fails_with_one_line(tiny_modernbert_dir, tmp_path):
+    output = tmp_path / "trt"
+    command = [sys.executable, "-m", "polyrank.cli", "export", "--model", str(tiny_modernbert_dir), "--output",
+               str(output), "--target", "triton-gpu", "--engine", "tensorrt", "--profile-batch", "1,16,256"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "polyrank export: error: --engine tensorrt needs an NVIDIA GPU and none was found "
+        "(no CUDA driver or no device); build on a GPU machine, or use --engine onnxruntime"
+    ]
+    assert "loading" not in result.stdout  # refused before any export work
+    assert not output.exists()
+
+
+def test_manifest_names_the_onnxruntime_fusions(tiny_repository):
+    manifest = json.loads((tiny_repository / "scorer" / "1" / "manifest.json").read_text())
+    assert manifest["engine"] == "onnxruntime"
+    assert manifest["onnxruntime_fusions"].get("SkipLayerNormalization", 0) > 0
 
 
 def test_repository_is_reused_only_when_settings_and_code_match(tiny_modernbert_dir, tmp_path):

@@ -90,7 +90,7 @@ def test_fp32_export_passes_the_gate_and_records_it(tiny_repository):
 def test_damaged_model_fails_the_gate_and_writes_nothing(tiny_modernbert_dir, tmp_path, monkeypatch):
     import polyrank.export.build_repository as builder
 
-    def damaged(config, fp32_path, model_path, encoder, log):  # a copy with scrambled weights
+    def damaged(config, fp32_path, graph_path, model_path, encoder, log):  # a copy with scrambled weights
         import onnx
         from onnx import numpy_helper
 
@@ -123,6 +123,22 @@ def test_int8_repository_is_written_with_force_and_records_quantization(tiny_mod
     ops = {node.op_type for node in onnx.load(str(repository / "scorer" / "1" / "model.onnx")).graph.node}
     expected = "MatMulInteger" if precision == "int8-dynamic" else "QuantizeLinear"
     assert expected in ops or "DynamicQuantizeMatMul" in ops
+
+
+def test_fp16_export_keeps_normalisation_in_fp32_and_passes_the_gate_on_its_own_graph(tiny_modernbert_dir, tmp_path):
+    import onnx
+
+    config = ExportConfig(model=str(tiny_modernbert_dir), output=tmp_path / "fp16", precision="fp16", force=True)
+    repository = build_repository(config, log=quiet)
+    manifest = json.loads((repository / "scorer" / "1" / "manifest.json").read_text())
+    graph = onnx.load(str(repository / "scorer" / "1" / "model.onnx")).graph
+    fp16_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(fp16_weights) > len(graph.initializer) // 2
+    assert [i.type.tensor_type.elem_type for i in graph.output] == [onnx.TensorProto.FLOAT]  # fp32 I/O
+    normalisations = [n for n in graph.node if n.op_type in ("LayerNormalization", "SkipLayerNormalization")]
+    assert normalisations and manifest["quantization"]["kept_fp32"][:2] == ["LayerNormalization", "SkipLayerNormalization"]
+    # fp16 moves scores by ~1e-3: the ranking of clearly separated pairs must survive
+    assert manifest["quality_gate"]["mean_reference_ndcg_at_10"] > 0.99
 
 
 def test_int8_dynamic_repository_serves_through_the_embedded_triton(tiny_modernbert_dir, tmp_path):
