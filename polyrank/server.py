@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -125,8 +126,8 @@ class EmbeddedTritonServer:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise ServerError(
-                        f"tritonserver exited with code {self.process.returncode} while starting; "
-                        f"last log lines:\n{self.log_tail()}"
+                        f"tritonserver exited with code {self.process.returncode} while starting: "
+                        f"{self.first_error()} (log: {self.log_path})"
                     )
                 try:
                     if client.is_server_ready() and all(client.is_model_ready(m) for m in self.config.ready_models):
@@ -165,6 +166,18 @@ class EmbeddedTritonServer:
             return "(no log)"
         text = Path(self.log_path).read_text(encoding="utf-8", errors="replace")
         return "\n".join(text.splitlines()[-lines:])
+
+    def first_error(self, limit: int = 400) -> str:
+        """The first error line of the log that says what failed (Triton's error lines start
+        with 'E' and a date; a CPU-only server also logs harmless CUDA ones), shortened."""
+        if self.log_path is None or not Path(self.log_path).exists():
+            return "(no log)"
+        lines = Path(self.log_path).read_text(encoding="utf-8", errors="replace").splitlines()
+        errors = [line.split("] ", 1)[-1].strip().strip('"') for line in lines if line[:1] == "E" and line[1:5].isdigit()]
+        failures = [e for e in errors if "fail" in e.lower()] or errors
+        if not failures:
+            return self.log_tail(3).replace("\n", " | ")
+        return failures[0] if len(failures[0]) <= limit else failures[0][:limit] + "..."
 
     def _new_workdir(self) -> Path:
         self._workdir = tempfile.TemporaryDirectory(prefix="polyrank-triton-")
@@ -215,3 +228,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def scorer_token_counts(metrics_url: str) -> dict[str, float]:
+    """{'real': ..., 'computed': ...} tokens the embedded scorer has run since it started
+    (from Triton's metrics endpoint); padding efficiency is real / computed."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("polyrank_scorer_tokens_total{"):
+            labels, value = line.rsplit(" ", 1)
+            kind = labels.split('kind="', 1)[1].split('"', 1)[0]
+            counts[kind] = counts.get(kind, 0.0) + float(value)
+    return counts

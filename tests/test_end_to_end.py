@@ -192,3 +192,16 @@ def test_serve_starts_the_server_and_stops_it_on_ctrl_c(tiny_repository):
             process.wait()
     with pytest.raises(Exception):
         RerankClient(f"127.0.0.1:{ports[0]}", timeout_s=2).rerank("shoes", ["running shoes"])
+
+
+def test_scorer_reports_real_and_computed_tokens_on_the_metrics_endpoint(triton_server, client, tiny_checkpoint):
+    from polyrank.server import scorer_token_counts
+
+    sample = SAMPLE_QUERIES[0]
+    encoder = PairEncoder(tiny_checkpoint.tokenizer, TEST_MAX_LENGTH, tiny_checkpoint.pad_id)
+    real = sum(len(e.ids) for e in encoder.encode([sample.query] * len(sample.products), list(sample.products)))
+    before = scorer_token_counts(triton_server.metrics_url)
+    client.score(sample.query, list(sample.products))
+    after = scorer_token_counts(triton_server.metrics_url)
+    assert after["real"] - before.get("real", 0) == real
+    assert real <= after["computed"] - before.get("computed", 0) < 2 * real

@@ -56,6 +56,14 @@ class TritonPythonModel:
         self.max_length = int(parameters["max_length"])
         self.max_pairs_per_run = int(parameters["max_pairs_per_run"])
         self.max_tokens_per_run = int(parameters["max_tokens_per_run"])
+        # Padding efficiency on Triton's metrics endpoint: real tokens / tokens computed.
+        self.token_family = pb_utils.MetricFamily(  # must outlive its metrics
+            name="polyrank_scorer_tokens_total",
+            description="Tokens the scorer ran through ONNX Runtime: real ones and all computed (real + padding)",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self.real_tokens = self.token_family.Metric(labels={"kind": "real"})
+        self.computed_tokens = self.token_family.Metric(labels={"kind": "computed"})
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -122,10 +130,14 @@ class TritonPythonModel:
         lengths = np.concatenate([lengths for _, _, lengths in accepted])
         scores = np.empty(len(lengths), dtype=np.float32)
         order = np.argsort(lengths, kind="stable")
+        computed = 0
         for chunk in _chunks(order, lengths, self.max_pairs_per_run, self.max_tokens_per_run):
             width = int(lengths[chunk].max())  # the chunk is padded only to its own longest pair
             feed = {name: np.ascontiguousarray(array[chunk, :width]) for name, array in pooled.items()}
             scores[chunk] = self.session.run(["SCORES"], feed)[0].reshape(-1)
+            computed += width * len(chunk)
+        self.real_tokens.increment(int(lengths.sum()))
+        self.computed_tokens.increment(computed)
         request_ends = np.cumsum([len(lengths) for _, _, lengths in accepted])[:-1]
         return np.split(scores, request_ends)
 
