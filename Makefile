@@ -30,8 +30,26 @@ test-fast: $(VENV)/.installed
 load: $(VENV)/.installed
 	$(BIN)/python perf/load.py --users $(USERS) --duration $(DURATION) $(if $(HOST),--host $(HOST))
 
-bench: $(VENV)/.installed
-	$(BIN)/python perf/bench_latency.py
+# The tools polyrank is compared with, each in its own environment: sentence-transformers'
+# ONNX backend (optimum-onnx) and Infinity pin transformers 4.x. Versions as in PEERS.md.
+PEERS_VENV := build/venv-peers
+INFINITY_VENV := build/venv-infinity
+
+$(PEERS_VENV)/.installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(PEERS_VENV)/bin/python -m pip install --quiet 'sentence-transformers[onnx]==5.7.0' transformers==4.57.6 optimum-onnx==0.1.0
+	touch $@
+
+$(INFINITY_VENV)/.installed:
+	$(PYTHON) -m venv $(INFINITY_VENV)
+	$(INFINITY_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(INFINITY_VENV)/bin/python -m pip install --quiet 'infinity-emb[server,torch]==0.0.78' transformers==4.57.6 sentence-transformers==3.4.1
+	touch $@
+
+bench: $(VENV)/.installed $(PEERS_VENV)/.installed $(INFINITY_VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python perf/bench_systems.py
 	$(BIN)/python perf/bench_precision.py
 
 clean:

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from perf.bench_latency import InProcessOnnxRuntime  # noqa: E402
+from perf.in_process import InProcessOnnxRuntime  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
 from polyrank.client import RerankClient  # noqa: E402
 from polyrank.export.assets import cache_dir_from, shaped_model  # noqa: E402

@@ -1,0 +1,115 @@
+"""One library-side reranker, driven by perf/bench_systems.py over stdin/stdout.
+
+Runs in whichever virtual environment has the library (sentence-transformers needs its own:
+its ONNX backend pins an older transformers than polyrank's). Each system scores a
+100-product request exactly as its documentation recommends; the harness times the rounds.
+
+    python perf/library_worker.py --system st-torch|st-onnx|onnxruntime --model DIR --workload FILE
+
+Protocol: one JSON line per command on stdin ("round" or "scores"), one JSON line back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+BATCH_SIZE = 32  # sentence-transformers' default
+
+
+class TokenCounter:
+    """Counts real and computed (padded) tokens of every batch a library runs."""
+
+    def __init__(self):
+        self.real = 0
+        self.computed = 0
+
+    def add(self, attention_mask):
+        self.real += int(attention_mask.sum())
+        self.computed += int(attention_mask.shape[0] * attention_mask.shape[1])
+
+
+def sentence_transformers_system(model: str, backend: str, max_length: int, counter: TokenCounter):
+    from sentence_transformers import CrossEncoder
+
+    encoder = CrossEncoder(model, device="cpu", backend=backend, max_length=max_length)
+
+    def count(_module, args, kwargs):  # the first module gets each padded batch's features
+        features = args[0] if args else kwargs.get("features", kwargs)
+        counter.add(features["attention_mask"])
+
+    encoder[0].register_forward_pre_hook(count, with_kwargs=True)
+
+    def score(query, products):
+        return [float(s) for s in encoder.predict([(query, p) for p in products], batch_size=BATCH_SIZE, activation_fn=_identity())]
+
+    return score
+
+
+def _identity():
+    import torch
+
+    return torch.nn.Identity()
+
+
+def onnxruntime_system(model: str, max_length: int, counter: TokenCounter):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from perf.in_process import InProcessOnnxRuntime
+    from polyrank.model_repository.pair_encoding import PairEncoder
+
+    repository = Path(model)
+    encoder = PairEncoder.from_file(repository / "tokenizer" / "1" / "tokenizer.json", max_length)
+    runner = InProcessOnnxRuntime(repository / "scorer" / "1" / "model.onnx", encoder)
+
+    def score(query, products):
+        before = runner.real_tokens, runner.computed_tokens
+        scores = runner.score(query, products)
+        counter.real += runner.real_tokens - before[0]
+        counter.computed += runner.computed_tokens - before[1]
+        return [float(s) for s in scores]
+
+    return score
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--system", required=True, choices=["st-torch", "st-onnx", "onnxruntime"])
+    parser.add_argument("--model", required=True, help="checkpoint dir (st-*) or model repository (onnxruntime)")
+    parser.add_argument("--workload", required=True, type=Path, help="JSON list of {query, products}")
+    parser.add_argument("--max-length", type=int, default=256)
+    args = parser.parse_args()
+    workload = json.loads(args.workload.read_text())
+    counter = TokenCounter()
+    if args.system == "onnxruntime":
+        score = onnxruntime_system(args.model, args.max_length, counter)
+    else:
+        score = sentence_transformers_system(args.model, args.system.removeprefix("st-"), args.max_length, counter)
+    score(workload[0]["query"], workload[0]["products"])  # warm-up
+    counter.real = counter.computed = 0
+    print(json.dumps({"ready": True}), flush=True)
+    for command in sys.stdin:
+        command = command.strip()
+        if command == "round":
+            latencies = []
+            for request in workload:
+                started = time.perf_counter()
+                score(request["query"], request["products"])
+                latencies.append(time.perf_counter() - started)
+            reply = {"latencies_s": latencies, "real_tokens": counter.real, "computed_tokens": counter.computed}
+        elif command == "scores":  # not counted in the padding figures
+            counted = counter.real, counter.computed
+            reply = {"scores": score(workload[0]["query"], workload[0]["products"])}
+            counter.real, counter.computed = counted
+        else:
+            reply = {"error": f"unknown command {command!r}"}
+        reply["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(reply), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
