@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -75,6 +74,15 @@ def onnxruntime_system(model: str, max_length: int, counter: TokenCounter):
     return score
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. (getrusage's ru_maxrss would not do: Linux carries
+    the parent's peak across fork and exec, so a worker started by a big harness reads big.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--system", required=True, choices=["st-torch", "st-onnx", "onnxruntime"])
@@ -106,7 +114,7 @@ def main() -> int:
             counter.real, counter.computed = counted
         else:
             reply = {"error": f"unknown command {command!r}"}
-        reply["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        reply["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(reply), flush=True)
     return 0
 
