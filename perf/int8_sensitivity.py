@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from perf.bench_precision import trained_minilm  # noqa: E402
 from polyrank.export.assets import cache_dir_from  # noqa: E402
 from polyrank.export.optimize import quiet_onnxruntime_tools  # noqa: E402
+from polyrank.export.parity import onnx_scores, onnx_session  # noqa: E402
 from polyrank.export.quality import load_eval_set, spearman  # noqa: E402
 from polyrank.export.to_onnx import export_onnx, load_checkpoint  # noqa: E402
 from polyrank.model_repository.pair_encoding import PairEncoder  # noqa: E402
@@ -51,12 +51,8 @@ def main() -> int:
     queries = load_eval_set(eval_path)[: args.queries]
 
     def scores(path):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
-        return [
-            session.run(["SCORES"], encoder.encode_padded([q.query] * len(q.documents), list(q.documents)).feed(names))[0].reshape(-1)
-            for q in queries
-        ]
+        session = onnx_session(path)
+        return [onnx_scores(session, encoder, [q.query] * len(q.documents), list(q.documents)) for q in queries]
 
     reference = scores(fp32)
 
