@@ -10,7 +10,6 @@ relevance is label > 0 for MRR and MAP; NDCG uses the graded label as gain).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -18,6 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from polyrank.export.samples import SAMPLE_QUERIES
+from polyrank.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -43,21 +43,16 @@ def load_eval_set(path: Optional[Path]) -> list[EvalQuery]:
     if path is None:
         return [EvalQuery(s.query, s.products) for s in SAMPLE_QUERIES]
     queries = []
-    with open(path, encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                query, documents = record["query"], record["documents"]
-                labels = record.get("labels")
-            except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: expected {{'query', 'documents', 'labels'?}}: {error}") from None
-            if not isinstance(query, str) or not documents or not all(isinstance(d, str) for d in documents):
-                raise ValueError(f"{path}:{number}: query must be a string and documents a non-empty list of strings")
-            if labels is not None and len(labels) != len(documents):
-                raise ValueError(f"{path}:{number}: {len(labels)} labels for {len(documents)} documents")
-            queries.append(EvalQuery(query, tuple(documents), None if labels is None else tuple(map(float, labels))))
+
+    def fields(record):
+        return record["query"], record["documents"], record.get("labels")
+
+    for number, (query, documents, labels) in read_jsonl(path, fields, "{'query', 'documents', 'labels'?}"):
+        if not isinstance(query, str) or not documents or not all(isinstance(d, str) for d in documents):
+            raise ValueError(f"{path}:{number}: query must be a string and documents a non-empty list of strings")
+        if labels is not None and len(labels) != len(documents):
+            raise ValueError(f"{path}:{number}: {len(labels)} labels for {len(documents)} documents")
+        queries.append(EvalQuery(query, tuple(documents), None if labels is None else tuple(map(float, labels))))
     if not queries:
         raise ValueError(f"{path} holds no evaluation queries")
     return queries

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from polyrank.jsonl import read_jsonl
 from polyrank.model_repository.pair_encoding import PairEncoder
 
 
@@ -41,18 +42,14 @@ class TrainConfig:
 
 def read_training_pairs(path: Path) -> list[tuple[str, str, float]]:
     pairs = []
-    with open(path, encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                pair = (str(record["query"]), str(record["document"]), float(record["label"]))
-            except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: expected {{'query', 'document', 'label'}}: {error}") from None
-            if not 0.0 <= pair[2] <= 1.0:
-                raise ValueError(f"{path}:{number}: label must lie in [0, 1], got {pair[2]}")
-            pairs.append(pair)
+
+    def fields(record):
+        return str(record["query"]), str(record["document"]), float(record["label"])
+
+    for number, pair in read_jsonl(path, fields, "{'query', 'document', 'label'}"):
+        if not 0.0 <= pair[2] <= 1.0:
+            raise ValueError(f"{path}:{number}: label must lie in [0, 1], got {pair[2]}")
+        pairs.append(pair)
     if not pairs:
         raise ValueError(f"{path} holds no training pairs")
     return pairs
