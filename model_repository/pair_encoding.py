@@ -91,6 +91,17 @@ class PairEncoder:
             pairs.append(self.tokenizer.post_process(query_encoding, document_encoding))
         return pairs
 
+    def encode_texts(self, texts: Sequence[str]) -> list[Encoding]:
+        """Encodes single texts (a two-tower model's queries or products) with the checkpoint's
+        single-sequence template, e.g. `[CLS] text [SEP]`, truncated to max_length."""
+        room = self.max_length - self.tokenizer.num_special_tokens_to_add(False)
+        encodings = []
+        for encoding in self.tokenizer.encode_batch(list(texts), add_special_tokens=False):
+            if len(encoding.ids) > room:
+                encoding.truncate(room)
+            encodings.append(self.tokenizer.post_process(encoding))
+        return encodings
+
     def pad(self, encodings: Sequence[Encoding]) -> PaddedBatch:
         """Right-pads encodings to the longest of them (not to max_length)."""
         longest = max(len(encoding.ids) for encoding in encodings)
@@ -107,6 +118,9 @@ class PairEncoder:
 
     def encode_padded(self, queries: Sequence[str], documents: Sequence[str]) -> PaddedBatch:
         return self.pad(self.encode(queries, documents))
+
+    def encode_texts_padded(self, texts: Sequence[str]) -> PaddedBatch:
+        return self.pad(self.encode_texts(texts))
 
 
 def _pad_token_id(tokenizer: Tokenizer) -> int:

@@ -10,7 +10,7 @@ from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig
 from polyrank.export.to_onnx import load_checkpoint
 from polyrank.server import EmbeddedTritonServer, ServerConfig
-from tests.tiny_models import build_tiny_bert, build_tiny_modernbert
+from tests.tiny_models import build_tiny_bert, build_tiny_modernbert, sharpened
 
 # Small enough that the chunking tests split lists into several requests.
 TEST_MAX_BATCH_SIZE = 8
@@ -25,6 +25,12 @@ def tiny_modernbert_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def spread_bert_dir(tiny_bert_dir, tmp_path_factory) -> Path:
+    """The tiny BERT with spread-out scores (no near-ties): for ranking metrics and distillation."""
+    return sharpened(tiny_bert_dir, tmp_path_factory.mktemp("spread-bert"))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
     ModernBertConfig,
@@ -88,5 +90,20 @@ def build_tiny_bert(directory: Path, seed: int = 0) -> Path:
 def _save(directory: Path, model, tokenizer: Tokenizer, specials: dict[str, str]):
     directory.mkdir(parents=True, exist_ok=True)
     model.eval().save_pretrained(directory)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **{f"{k}_token": v for k, v in specials.items()})
+    # Token type ids only where the model takes them (BERT), as real checkpoints declare it.
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if getattr(model.config, "type_vocab_size", 0) > 1 else [])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, model_input_names=names, **{f"{k}_token": v for k, v in specials.items()}
+    )
     fast.save_pretrained(directory)
+
+
+def sharpened(checkpoint_dir: Path, output: Path, factor: float = 300.0) -> Path:
+    """A copy whose classifier weights are scaled: a random tiny model scores every pair
+    almost alike (near-ties), a sharpened one spreads its scores, so rankings mean something."""
+    model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint_dir))
+    with torch.no_grad():
+        model.classifier.weight.mul_(factor)
+    model.save_pretrained(output)
+    AutoTokenizer.from_pretrained(str(checkpoint_dir)).save_pretrained(output)
+    return output
