@@ -89,6 +89,15 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(precision_at_hits.mean())
 
 
+def label_metrics(labels: np.ndarray, scores: np.ndarray, k: int = 10) -> tuple[float, float, float]:
+    """(NDCG@k, MRR@k, AP) against labels; all 0 for a query with no relevant document, as
+    sentence-transformers' reranking evaluator counts it."""
+    labels = np.asarray(labels, dtype=np.float64)
+    if not (labels > 0).any():
+        return 0.0, 0.0, 0.0
+    return ndcg_at_k(labels, scores, k), mrr_at_k(labels, scores, k), average_precision(labels, scores)
+
+
 def top_k_overlap(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -> float:
     k = min(k, len(reference))
     best = lambda scores: set(np.argsort(-scores, kind="stable")[:k].tolist())  # noqa: E731
@@ -134,14 +143,11 @@ def compare_rankings(
         ndcgs.append(ndcg_at_k(ref - ref.min(), cand))
         overlaps.append(top_k_overlap(ref, cand))
         if query.labels is not None:
-            labels = np.asarray(query.labels, dtype=np.float64)
             for name, scores in (("reference", ref), ("candidate", cand)):
-                labelled[name].append(
-                    (ndcg_at_k(labels, scores), mrr_at_k(labels, scores), average_precision(labels, scores))
-                )
-    label_metrics = None
+                labelled[name].append(label_metrics(query.labels, scores))
+    by_labels = None
     if labelled["reference"]:
-        label_metrics = {
+        by_labels = {
             name: dict(zip(("ndcg@10", "mrr@10", "map"), np.mean(values, axis=0).round(6).tolist()))
             for name, values in labelled.items()
         }
@@ -152,7 +158,7 @@ def compare_rankings(
         mean_reference_ndcg_at_10=round(float(np.mean(ndcgs)), 6),
         mean_top10_overlap=round(float(np.mean(overlaps)), 6),
         labelled_queries=len(labelled["reference"]),
-        label_metrics=label_metrics,
+        label_metrics=by_labels,
         thresholds=thresholds,
     )
 
