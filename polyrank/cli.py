@@ -1,4 +1,4 @@
-"""The `polyrank` command: export, serve, rerank, train, demo, build-shaped-model.
+"""The `polyrank` command: export, serve, rerank, train, distill, evaluate, demo, build-shaped-model.
 
 This is the one place that reads the environment (POLYRANK_CACHE).
 """
@@ -40,11 +40,19 @@ def main(argv=None) -> int:
     train.add_argument("--learning-rate", type=float, default=5e-5)
     train.add_argument("--max-length", type=int, default=128)
     train.add_argument("--seed", type=int, default=0)
+    _add_distill_arguments(commands.add_parser("distill", help="distil a student from a cross-encoder teacher"))
+    evaluate = commands.add_parser("evaluate", help="NDCG@10, MRR@10, MAP, Pearson, Spearman on labelled lists")
+    evaluate.add_argument("--model", required=True, help="cross-encoder or two-tower checkpoint directory")
+    evaluate.add_argument("--data", required=True, type=Path, help='JSONL {"query", "documents", "labels"}')
+    evaluate.add_argument("--max-length", type=int, default=256)
+    evaluate.add_argument("--dim", type=int, help="two-tower: score with the first DIM components (e.g. the reduced size)")
     export_cli.add_shaped_model_arguments(
         commands.add_parser("build-shaped-model", help="write the mmBERT-small-shaped random-weight checkpoint")
     )
 
     args = parser.parse_args(argv)
+    # polyrank logs its own progress lines; Hugging Face's per-file progress bars only clutter them.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from polyrank.export.assets import cache_dir_from
 
     cache_dir = cache_dir_from(os.environ)
@@ -67,6 +75,15 @@ def main(argv=None) -> int:
                 log=lambda line: print(line, flush=True),
             )
             return 0
+        if args.command == "distill":
+            return _distill(args)
+        if args.command == "evaluate":
+            import json
+
+            from polyrank.evaluate import evaluate_model
+
+            print(json.dumps(evaluate_model(args.model, args.data, args.max_length, args.dim), indent=2))
+            return 0
         if args.command == "demo":
             from polyrank.demo import run_demo
 
@@ -80,6 +97,36 @@ def main(argv=None) -> int:
         message = str(error).strip() or type(error).__name__
         print(f"polyrank {args.command}: error: {message}", file=sys.stderr)
         return 1
+
+
+def _add_distill_arguments(parser: argparse.ArgumentParser) -> None:
+    from polyrank.training.distill import STUDENTS
+    from polyrank.training.losses import LISTWISE_LOSSES
+
+    parser.add_argument("--teacher", required=True, help="cross-encoder checkpoint directory")
+    parser.add_argument("--student", required=True, choices=STUDENTS)
+    parser.add_argument("--data", required=True, type=Path, help='unlabeled lists, JSONL {"query", "documents"}')
+    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--layers", type=int, help="teacher layers to keep (shallow: required; two-tower: all)")
+    parser.add_argument("--dim", type=int, default=128, help="two-tower embedding size (default 128)")
+    parser.add_argument("--reduced-dim", type=int, help="two-tower: also train the first N components alone")
+    parser.add_argument("--separate-towers", action="store_true", help="two-tower: query and product weights apart")
+    parser.add_argument("--loss", choices=LISTWISE_LOSSES, default="listnet", help="listwise loss (default listnet)")
+    parser.add_argument("--temperature", type=float, default=2.0, help="teacher-score temperature (default 2)")
+    parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the pointwise score loss")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--lists-per-batch", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from polyrank.training.distill import DistillConfig, distill
+
+    settings = {k: v for k, v in vars(args).items() if k != "command"}
+    distill(DistillConfig(**settings), log=lambda line: print(line, flush=True))
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
