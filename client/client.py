@@ -98,27 +98,99 @@ class RerankClient:
         ]
         return np.concatenate([future.result() for future in futures])
 
+    def embed(self, texts: Sequence[str], model_name: Optional[str] = None) -> np.ndarray:
+        """Product embeddings from a two-tower student's embed model, to store ahead of time.
+
+        Args:
+            texts: product texts.
+            model_name: the embed model (default: `<model_name>_embed`).
+
+        Returns:
+            float32 array [len(texts), dim], each row L2-normalised.
+
+        Example:
+            >>> client = RerankClient("localhost:8001", model_name="two_tower")
+            >>> catalogue = client.embed(["Nike Pegasus 40", "Coffee grinder"])
+            >>> client.rerank_embeddings("running shoes", catalogue, top_k=1)
+            [{'index': 0, 'score': 7.1}]
+        """
+        model = model_name or f"{self.model_name}_embed"
+        encoded = self._validate_texts(texts, "texts")
+        chunk = self._batch_size_of(model)
+        futures = [
+            self._pool.submit(self._infer_embeddings, model, encoded[start : start + chunk])
+            for start in range(0, len(encoded), chunk)
+        ]
+        return np.concatenate([future.result() for future in futures])
+
+    def rerank_embeddings(
+        self, query: str, embeddings: np.ndarray, top_k: Optional[int] = None
+    ) -> list[RankedDocument]:
+        """Like `rerank`, against product embeddings from `embed` (two-tower students only):
+        only the query is encoded on the server."""
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+            raise InvalidRequestError(f"top_k must be a positive integer or None, got {top_k!r}")
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if embeddings.ndim != 2 or not len(embeddings):
+            raise InvalidRequestError(f"embeddings must be a non-empty [documents, dim] array, got shape {list(embeddings.shape)}")
+        if len(embeddings) > self.max_documents:
+            raise InvalidRequestError(
+                f"embeddings has {len(embeddings)} rows, more than max_documents={self.max_documents}"
+            )
+        if not np.isfinite(embeddings).all():
+            raise InvalidRequestError("embeddings holds NaN or infinite values")
+        encoded_query = self._validate_query(query)
+        chunk = self.max_batch_size
+        futures = [
+            self._pool.submit(self._infer, encoded_query, None, embeddings[start : start + chunk])
+            for start in range(0, len(embeddings), chunk)
+        ]
+        scores = np.concatenate([future.result() for future in futures])
+        return [{"index": int(i), "score": float(scores[i])} for i in np.argsort(-scores, kind="stable")[:top_k]]
+
     @property
     def max_batch_size(self) -> int:
         """Most pairs the server accepts in one request (read once from the model config)."""
         if self._max_batch_size is None:
-            try:
-                config = self._grpc.get_model_config(self.model_name, as_json=True, client_timeout=self.timeout_s)
-            except InferenceServerException as error:
-                raise _client_error(error) from None
-            self._max_batch_size = int(config["config"].get("max_batch_size", 0)) or 1
+            self._max_batch_size = self._batch_size_of(self.model_name)
         return self._max_batch_size
 
-    def _infer(self, query: bytes, documents: list[bytes]) -> np.ndarray:
-        rows = len(documents)
+    def _batch_size_of(self, model: str) -> int:
+        try:
+            config = self._grpc.get_model_config(model, as_json=True, client_timeout=self.timeout_s)
+        except InferenceServerException as error:
+            raise _client_error(error) from None
+        return int(config["config"].get("max_batch_size", 0)) or 1
+
+    def _infer_embeddings(self, model: str, texts: list[bytes]) -> np.ndarray:
+        texts_input = grpcclient.InferInput("TEXTS", [len(texts), 1], "BYTES")
+        texts_input.set_data_from_numpy(np.array(texts, dtype=object).reshape(-1, 1))
+        try:
+            result = self._grpc.infer(
+                model, [texts_input], outputs=[grpcclient.InferRequestedOutput("EMBEDDINGS")],
+                client_timeout=self.timeout_s,
+            )
+        except InferenceServerException as error:
+            raise _client_error(error) from None
+        embeddings = result.as_numpy("EMBEDDINGS")
+        if embeddings is None or len(embeddings) != len(texts):
+            raise RerankError(f"server returned {0 if embeddings is None else len(embeddings)} embeddings for {len(texts)} texts")
+        return embeddings.astype(np.float32, copy=False)
+
+    def _infer(self, query: bytes, documents: Optional[list[bytes]], embeddings: Optional[np.ndarray] = None):
+        rows = len(documents) if documents is not None else len(embeddings)
         query_input = grpcclient.InferInput("QUERY", [rows, 1], "BYTES")
         query_input.set_data_from_numpy(np.full((rows, 1), query, dtype=object))
-        documents_input = grpcclient.InferInput("DOCUMENTS", [rows, 1], "BYTES")
-        documents_input.set_data_from_numpy(np.array(documents, dtype=object).reshape(rows, 1))
+        if documents is not None:
+            second = grpcclient.InferInput("DOCUMENTS", [rows, 1], "BYTES")
+            second.set_data_from_numpy(np.array(documents, dtype=object).reshape(rows, 1))
+        else:
+            second = grpcclient.InferInput("DOCUMENT_EMBEDDINGS", list(embeddings.shape), "FP32")
+            second.set_data_from_numpy(np.ascontiguousarray(embeddings))
         try:
             result = self._grpc.infer(
                 self.model_name,
-                [query_input, documents_input],
+                [query_input, second],
                 outputs=[grpcclient.InferRequestedOutput("SCORES")],
                 client_timeout=self.timeout_s,
             )
@@ -130,26 +202,31 @@ class RerankClient:
         return scores.reshape(-1).astype(np.float32, copy=False)
 
     def _validate(self, query: str, documents: Sequence[str]) -> tuple[bytes, list[bytes]]:
+        return self._validate_query(query), self._validate_texts(documents, "documents")
+
+    @staticmethod
+    def _validate_query(query: str) -> bytes:
         if not isinstance(query, str):
             raise InvalidRequestError(f"query must be a string, got {type(query).__name__}")
         if not query.strip():
             raise InvalidRequestError("query is empty or only whitespace")
-        if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
-            raise InvalidRequestError(f"documents must be a list of strings, got {type(documents).__name__}")
-        if not documents:
-            raise InvalidRequestError("documents is empty; send at least one product")
-        if len(documents) > self.max_documents:
-            raise InvalidRequestError(
-                f"documents has {len(documents)} items, more than max_documents={self.max_documents}"
-            )
+        return _utf8(query, "query")
+
+    def _validate_texts(self, texts: Sequence[str], field: str) -> list[bytes]:
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+            raise InvalidRequestError(f"{field} must be a list of strings, got {type(texts).__name__}")
+        if not texts:
+            raise InvalidRequestError(f"{field} is empty; send at least one product")
+        if len(texts) > self.max_documents:
+            raise InvalidRequestError(f"{field} has {len(texts)} items, more than max_documents={self.max_documents}")
         encoded = []
-        for index, document in enumerate(documents):
-            if not isinstance(document, str):
-                raise InvalidRequestError(f"documents[{index}] must be a string, got {type(document).__name__}")
-            if not document.strip():
-                raise InvalidRequestError(f"documents[{index}] is empty or only whitespace")
-            encoded.append(_utf8(document, f"documents[{index}]"))
-        return _utf8(query, "query"), encoded
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InvalidRequestError(f"{field}[{index}] must be a string, got {type(text).__name__}")
+            if not text.strip():
+                raise InvalidRequestError(f"{field}[{index}] is empty or only whitespace")
+            encoded.append(_utf8(text, f"{field}[{index}]"))
+        return encoded
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

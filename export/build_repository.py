@@ -1,7 +1,9 @@
-"""Checkpoint -> complete Triton model repository: tokenizer, scorer, and the `rerank` ensemble.
+"""Checkpoint -> Triton models: tokenizer, scorer, and the `rerank` ensemble (two-tower
+students: see two_tower.py).
 
-The repository is assembled in a sibling staging folder and moved into place only after
-the parity check passed, so a failed export never leaves a half-written repository.
+The models are assembled in a sibling staging folder and moved into place only after the
+parity check and the quality gate passed, so a failed export never leaves a half-written
+repository. With `add`, they join an existing repository beside the models already there.
 """
 
 from __future__ import annotations
@@ -40,7 +42,17 @@ REPOSITORY_SOURCES = (
     "onnx_native/config.pbtxt",
     "tensorrt_plan/config.pbtxt",
     "rerank/config.pbtxt",
+    "text_tokenizer/config.pbtxt",
+    "embed/config.pbtxt",
+    "two_tower_rerank/config.pbtxt",
+    "two_tower_rerank/model.py",
 )
+
+
+def cross_encoder_names(name: str) -> dict[str, str]:
+    """Model names of a cross-encoder pipeline; the default pipeline keeps the plain names."""
+    prefix = "" if name == "rerank" else f"{name}_"
+    return {"rerank_name": name, "tokenizer_name": f"{prefix}tokenizer", "scorer_name": f"{prefix}scorer"}
 
 
 def build_repository(config: ExportConfig, log=print) -> Path:
@@ -53,9 +65,15 @@ def build_repository(config: ExportConfig, log=print) -> Path:
         QualityGateError: the written precision ranks unlike PyTorch fp32 (unless `force`).
         TensorRTUnavailable: `engine` is tensorrt and this machine has no GPU or no TensorRT.
     """
+    from polyrank.training.students import is_two_tower
+
+    if is_two_tower(config.model):
+        from polyrank.export.two_tower import build_two_tower_repository
+
+        return build_two_tower_repository(config, log)
     output = config.output
-    if output.exists() and any(output.iterdir()) and not config.overwrite:
-        raise FileExistsError(f"{output} already exists; pass --overwrite to replace it")
+    names = cross_encoder_names(config.name)
+    check_destination(config, list(names.values()))
     if config.engine == "tensorrt":
         require_tensorrt()  # before minutes of export work
     log(f"loading {config.model}")
@@ -63,9 +81,9 @@ def build_repository(config: ExportConfig, log=print) -> Path:
     encoder = PairEncoder(checkpoint.tokenizer, config.max_length, checkpoint.pad_id)
 
     staging = output.with_name(output.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    reset_staging(staging)
     try:
-        scorer_version = staging / "scorer" / "1"
+        scorer_version = staging / names["scorer_name"] / "1"
         scorer_version.mkdir(parents=True)
         fp32_path = staging / "fp32.onnx"
         log(f"exporting ONNX (opset {config.opset})")
@@ -106,7 +124,7 @@ def build_repository(config: ExportConfig, log=print) -> Path:
             )
         else:
             model_path.rename(scorer_version / "model.onnx")
-        _write_models(staging, config, checkpoint, encoder)
+        _write_models(staging, config, checkpoint, encoder, names)
         export_facts = {
             "polyrank_version": polyrank.__version__,
             "created_unix": int(time.time()),
@@ -129,16 +147,50 @@ def build_repository(config: ExportConfig, log=print) -> Path:
         }
         for leftover in staging.glob("*.onnx"):
             leftover.unlink()
-        for version_dir in (staging / "tokenizer" / "1", scorer_version):
+        for version_dir in (staging / names["tokenizer_name"] / "1", scorer_version):
             write_manifest(version_dir, export_facts)
-
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
+        install(staging, config)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    log(f"wrote Triton model repository {output}")
+        remove(staging)
+    log(f"wrote Triton model repository {output}" + (f" (models {', '.join(names.values())})" if config.add else ""))
     return output
+
+
+def check_destination(config: ExportConfig, model_folders: list[str]) -> None:
+    """Refuses, before any work, to replace what exists unless --overwrite says so."""
+    output = config.output
+    if not config.add:
+        if output.exists() and any(output.iterdir()) and not config.overwrite:
+            raise FileExistsError(f"{output} already exists; pass --overwrite to replace it, or --add to add models")
+        return
+    clashes = sorted(name for name in model_folders if (output / name).exists())
+    if clashes and not config.overwrite:
+        raise FileExistsError(
+            f"{output} already has models {', '.join(clashes)}; pass --name to choose another name "
+            "or --overwrite to replace them"
+        )
+
+
+def reset_staging(staging: Path) -> None:
+    remove(staging)
+    staging.mkdir(parents=True)
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def install(staging: Path, config: ExportConfig) -> None:
+    """Moves the staged models into place: the whole repository, or (with `add`) model by model."""
+    output = config.output
+    if not config.add:
+        remove(output)
+        staging.rename(output)
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for model in sorted(p for p in staging.iterdir() if p.is_dir()):
+        remove(output / model.name)
+        model.rename(output / model.name)
 
 
 def _describe_fusions(fusions: dict[str, int]) -> str:
@@ -185,7 +237,7 @@ def _quality_gate(config: ExportConfig, checkpoint: Checkpoint, encoder: PairEnc
     return compare_rankings(eval_set, reference, candidate, thresholds)
 
 
-def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, encoder: PairEncoder):
+def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, encoder: PairEncoder, names: dict):
     token_types = checkpoint.uses_token_type_ids
     warmup = encoder.encode_padded([WARMUP_QUERY], [WARMUP_PRODUCT])
     warmup_length = warmup.input_ids.shape[1]
@@ -204,33 +256,37 @@ def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, enco
         "max_tokens_per_run": config.max_tokens_per_run,
         "warmup_batch": WARMUP_BATCH,
         "warmup_length": warmup_length,
-        **_token_type_fields(token_types, warmup_length),
+        "output_name": "SCORES",
+        "output_dims": 1,
+        **names,
+        **token_type_fields(token_types, warmup_length),
     }
 
-    tokenizer_version = root / "tokenizer" / "1"
-    tokenizer_version.mkdir(parents=True)
-    (tokenizer_version / "tokenizer.json").write_text(checkpoint.tokenizer.to_str(), encoding="utf-8")
-    _copy_resource("tokenizer/model.py", tokenizer_version / "model.py")
-    _copy_resource("pair_encoding.py", tokenizer_version / "pair_encoding.py")
-    _render("tokenizer/config.pbtxt", root / "tokenizer" / "config.pbtxt", fields)
+    tokenizer_dir = root / names["tokenizer_name"]
+    (tokenizer_dir / "1").mkdir(parents=True)
+    (tokenizer_dir / "1" / "tokenizer.json").write_text(checkpoint.tokenizer.to_str(), encoding="utf-8")
+    copy_resource("tokenizer/model.py", tokenizer_dir / "1" / "model.py")
+    copy_resource("pair_encoding.py", tokenizer_dir / "1" / "pair_encoding.py")
+    render("tokenizer/config.pbtxt", tokenizer_dir / "config.pbtxt", fields)
 
-    scorer_dir = root / "scorer"
+    scorer_dir = root / names["scorer_name"]
     if config.target == "embedded":
-        _copy_resource("ort_runner/model.py", scorer_dir / "1" / "model.py")
-        _render("ort_runner/config.pbtxt", scorer_dir / "config.pbtxt", fields)
+        copy_resource("ort_runner/model.py", scorer_dir / "1" / "model.py")
+        render("ort_runner/config.pbtxt", scorer_dir / "config.pbtxt", fields)
     elif config.engine == "tensorrt":
         profile = {
             "profile_max_batch": config.profile_batch[2],
             "profile_batch": ", ".join(map(str, config.profile_batch)),
             "profile_length": ", ".join(map(str, config.profile_length)),
         }
-        _render("tensorrt_plan/config.pbtxt", scorer_dir / "config.pbtxt", {**fields, **profile})
+        render("tensorrt_plan/config.pbtxt", scorer_dir / "config.pbtxt", {**fields, **profile})
     else:
-        _render("onnx_native/config.pbtxt", scorer_dir / "config.pbtxt", fields)
-    _write_warmup(scorer_dir / "warmup", warmup, token_types)
+        render("onnx_native/config.pbtxt", scorer_dir / "config.pbtxt", fields)
+    write_warmup(scorer_dir / "warmup", warmup, token_types)
 
-    (root / "rerank" / "1").mkdir(parents=True)  # an ensemble still needs a version folder
-    _render("rerank/config.pbtxt", root / "rerank" / "config.pbtxt", fields)
+    rerank_dir = root / names["rerank_name"]
+    (rerank_dir / "1").mkdir(parents=True)  # an ensemble still needs a version folder
+    render("rerank/config.pbtxt", rerank_dir / "config.pbtxt", fields)
 
 
 WARMUP_QUERY = "wireless headphones"
@@ -238,7 +294,7 @@ WARMUP_PRODUCT = "Bluetooth over-ear headphones with noise cancelling"
 WARMUP_BATCH = 4
 
 
-def _write_warmup(folder: Path, warmup, token_types: bool):
+def write_warmup(folder: Path, warmup, token_types: bool):
     """Triton's model_warmup reads the raw tensors of one sample (and sends batch_size copies)."""
     folder.mkdir(parents=True)
     tensors = {"INPUT_IDS": warmup.input_ids, "ATTENTION_MASK": warmup.attention_mask}
@@ -248,7 +304,7 @@ def _write_warmup(folder: Path, warmup, token_types: bool):
         (folder / name).write_bytes(np.ascontiguousarray(tensor[0], dtype="<i8").tobytes())
 
 
-def _token_type_fields(enabled: bool, warmup_length: int) -> dict:
+def token_type_fields(enabled: bool, warmup_length: int) -> dict:
     if not enabled:
         return dict.fromkeys(
             (
@@ -272,13 +328,13 @@ def _token_type_fields(enabled: bool, warmup_length: int) -> dict:
     }
 
 
-def _render(template: str, destination: Path, fields: dict):
+def render(template: str, destination: Path, fields: dict):
     text = TEMPLATES.joinpath(template).read_text(encoding="utf-8")
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_text(Template(text).safe_substitute(fields), encoding="utf-8")
 
 
-def _copy_resource(name: str, destination: Path):
+def copy_resource(name: str, destination: Path):
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_bytes(TEMPLATES.joinpath(name).read_bytes())
 
@@ -314,7 +370,8 @@ def build_repository_unless_current(config: ExportConfig, log=print) -> Path:
     """Reuses `config.output` if it was built with the same settings and the same Triton-side
     code (its manifest's build fingerprint matches); otherwise (re)builds it."""
     try:
-        manifest = json.loads((config.output / "scorer" / "1" / MANIFEST).read_text())
+        scorer = cross_encoder_names(config.name)["scorer_name"]
+        manifest = json.loads((config.output / scorer / "1" / MANIFEST).read_text())
     except (OSError, ValueError):
         manifest = {}
     if manifest.get("build_fingerprint") == build_fingerprint(config):

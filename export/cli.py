@@ -9,7 +9,7 @@ from polyrank.export.config import ENGINES, PRECISIONS, TARGETS, ExportConfig
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="cross-encoder checkpoint: local directory or hub id")
+    parser.add_argument("--model", required=True, help="cross-encoder or two-tower checkpoint: local directory or hub id")
     parser.add_argument("--output", required=True, type=Path, help="Triton model repository to write")
     parser.add_argument("--max-length", type=int, default=256, help="longest pair in tokens (default 256)")
     parser.add_argument("--target", choices=TARGETS, default="embedded", help="serving target (default embedded)")
@@ -23,7 +23,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-spearman", type=float, default=0.99, help="gate: least mean Spearman (0.99)")
     parser.add_argument("--min-ndcg", type=float, default=0.99, help="gate: least reference-NDCG@10 (0.99)")
     parser.add_argument("--force", action="store_true", help="write the repository even if the gate fails")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing repository")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing repository (with --add: its models of the same names)")
+    parser.add_argument("--name", default="rerank", help="model name clients call (default rerank); its parts get it as prefix")
+    parser.add_argument("--add", action="store_true", help="add the models to an existing repository, e.g. a student beside its teacher")
+    parser.add_argument("--embedding-dim", type=int, help="two-tower: serve the first N embedding components (default: all)")
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -55,6 +58,9 @@ def run_export(args: argparse.Namespace) -> int:
         min_reference_ndcg_at_10=args.min_ndcg,
         force=args.force,
         overwrite=args.overwrite,
+        name=args.name,
+        add=args.add,
+        embedding_dim=args.embedding_dim,
     )
     build_repository(config)
     return 0

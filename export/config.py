@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -38,7 +39,14 @@ class ExportConfig:
             the built-in multilingual sample).
         min_mean_spearman, min_reference_ndcg_at_10: quality-gate thresholds.
         force: write the repository even if the quality gate fails.
-        overwrite: replace an existing repository at `output`.
+        overwrite: replace an existing repository at `output` (with `add`: replace only the
+            models of the same names).
+        name: the model clients call (default "rerank"); the models behind it are named
+            `<name>_tokenizer`, `<name>_scorer`, ... (plain `tokenizer`, `scorer` for "rerank").
+        add: add the models to the existing repository at `output`, beside the ones there
+            (e.g. a student next to its teacher).
+        embedding_dim: two-tower models: serve the first N embedding components (the full
+            size by default; the reduced size the student was trained with).
     """
 
     model: str
@@ -66,9 +74,16 @@ class ExportConfig:
     min_reference_ndcg_at_10: float = 0.99
     force: bool = False
     overwrite: bool = False
+    name: str = "rerank"
+    add: bool = False
+    embedding_dim: Optional[int] = None
 
     def __post_init__(self):
         object.__setattr__(self, "output", Path(self.output))
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", self.name):
+            raise ValueError(f"name must be a letter then letters, digits, _ or - (64 at most), got {self.name!r}")
+        if self.embedding_dim is not None and self.embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be a positive integer, got {self.embedding_dim!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for path in (self.calibration, self.eval):

@@ -1,10 +1,11 @@
-"""Triton Python-backend model `scorer` for the embedded server: token ids -> relevance scores
+"""Triton Python-backend model for the embedded server: token ids -> the graph's one output
+(a cross-encoder's SCORES [1] per pair, or a two-tower encoder's EMBEDDINGS [dim] per text)
 with ONNX Runtime.
 
 The dynamic batcher hands over several requests at once (inputs are ragged: each request
 is padded to its own longest pair). All their pairs are pooled, sorted by real length and
 run in chunks capped by pairs and by tokens, so a chunk is padded only to its own longest
-member; scores are then scattered back to their requests.
+member; outputs are then scattered back to their requests.
 """
 
 import json
@@ -51,6 +52,8 @@ class TritonPythonModel:
             os.path.join(version_dir, "model.onnx"), options, providers=providers
         )
         self.input_names = [i.name for i in self.session.get_inputs()]
+        output = config["output"][0]
+        self.output_name, self.output_dims = output["name"], [int(d) for d in output["dims"]]
         self.vocab_size = int(parameters["vocab_size"])
         self.pad_id = int(parameters["pad_id"])
         self.max_length = int(parameters["max_length"])
@@ -62,8 +65,8 @@ class TritonPythonModel:
             description="Tokens the scorer ran through ONNX Runtime: real ones and all computed (real + padding)",
             kind=pb_utils.MetricFamily.COUNTER,
         )
-        self.real_tokens = self.token_family.Metric(labels={"kind": "real"})
-        self.computed_tokens = self.token_family.Metric(labels={"kind": "computed"})
+        self.real_tokens = self.token_family.Metric(labels={"kind": "real", "model": args["model_name"]})
+        self.computed_tokens = self.token_family.Metric(labels={"kind": "computed", "model": args["model_name"]})
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -79,16 +82,16 @@ class TritonPythonModel:
             return responses
 
         try:
-            scores = self._score(accepted)
+            outputs = self._score(accepted)
         except Exception as error:  # every request still gets exactly one answer
             for position, _, _ in accepted:
                 responses[position] = _error(
                     f"scorer failed: {error}", pb_utils.TritonError.INTERNAL
                 )
             return responses
-        for (position, _, _), request_scores in zip(accepted, scores):
+        for (position, _, _), request_outputs in zip(accepted, outputs):
             responses[position] = pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor("SCORES", request_scores.reshape(-1, 1))]
+                output_tensors=[pb_utils.Tensor(self.output_name, request_outputs.reshape(-1, *self.output_dims))]
             )
         return responses
 
@@ -124,22 +127,22 @@ class TritonPythonModel:
         return inputs, mask.sum(axis=1)
 
     def _score(self, accepted):
-        """Scores all pairs of all accepted requests; returns one float32 array per request."""
+        """Runs all rows of all accepted requests; returns one float32 array [rows, ...] per request."""
         pooled = {name: _stack([inputs[name] for _, inputs, _ in accepted]) for name in self.input_names}
         pooled["INPUT_IDS"][pooled["ATTENTION_MASK"] == 0] = self.pad_id
         lengths = np.concatenate([lengths for _, _, lengths in accepted])
-        scores = np.empty(len(lengths), dtype=np.float32)
+        outputs = np.empty((len(lengths), *self.output_dims), dtype=np.float32)
         order = np.argsort(lengths, kind="stable")
         computed = 0
         for chunk in _chunks(order, lengths, self.max_pairs_per_run, self.max_tokens_per_run):
             width = int(lengths[chunk].max())  # the chunk is padded only to its own longest pair
             feed = {name: np.ascontiguousarray(array[chunk, :width]) for name, array in pooled.items()}
-            scores[chunk] = self.session.run(["SCORES"], feed)[0].reshape(-1)
+            outputs[chunk] = self.session.run([self.output_name], feed)[0].reshape(len(chunk), *self.output_dims)
             computed += width * len(chunk)
         self.real_tokens.increment(int(lengths.sum()))
         self.computed_tokens.increment(computed)
         request_ends = np.cumsum([len(lengths) for _, _, lengths in accepted])[:-1]
-        return np.split(scores, request_ends)
+        return np.split(outputs, request_ends)
 
 
 def _stack(arrays):

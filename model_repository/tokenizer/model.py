@@ -1,7 +1,9 @@
-"""Triton Python-backend model `tokenizer`: (QUERY, DOCUMENTS) pairs -> padded token ids.
+"""Triton Python-backend tokenizer: (QUERY, DOCUMENTS) pairs -> padded token ids for a
+cross-encoder, or, when its config's input is TEXTS, single texts -> padded token ids for a
+two-tower encoder.
 
 Every request the dynamic batcher hands over is tokenized in one call of the tokenizer;
-each request then gets its own output, padded only to its own longest pair.
+each request then gets its own output, padded only to its own longest row.
 """
 
 import json
@@ -31,24 +33,31 @@ class TritonPythonModel:
             pad_id=int(parameters["pad_id"]),
         )
         self.output_names = {output["name"] for output in config["output"]}
+        self.single_texts = any(i["name"] == "TEXTS" for i in config["input"])
 
     def execute(self, requests):
         responses = [None] * len(requests)
-        queries, documents, spans = [], [], []
+        queries, documents, spans = [], [], []  # single texts travel in `documents`
         for position, request in enumerate(requests):
             try:
-                request_queries, request_documents = _read_pairs(request)
+                if self.single_texts:
+                    request_queries, request_documents = [], _read_texts(request, "TEXTS")
+                else:
+                    request_queries, request_documents = _read_pairs(request)
             except ValueError as error:
                 responses[position] = _error(str(error), pb_utils.TritonError.INVALID_ARG)
                 continue
-            spans.append((position, len(queries), len(queries) + len(request_queries)))
+            spans.append((position, len(documents), len(documents) + len(request_documents)))
             queries.extend(request_queries)
             documents.extend(request_documents)
 
         if not spans:
             return responses
         try:
-            encodings = self.encoder.encode(queries, documents)
+            if self.single_texts:
+                encodings = self.encoder.encode_texts(documents)
+            else:
+                encodings = self.encoder.encode(queries, documents)
             for position, start, stop in spans:
                 responses[position] = self._response(encodings[start:stop])
         except Exception as error:  # one bad batch must still answer every request
@@ -69,16 +78,17 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
+def _read_texts(request, name):
+    """The strings of input `name`; ValueError if missing or malformed."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise ValueError(f"{name} is missing")
+    return [_decode(name, row, value) for row, value in enumerate(tensor.as_numpy().reshape(-1))]
+
+
 def _read_pairs(request):
     """Returns (queries, documents) of one request as str lists; ValueError if malformed."""
-    texts = {}
-    for name in ("QUERY", "DOCUMENTS"):
-        tensor = pb_utils.get_input_tensor_by_name(request, name)
-        if tensor is None:
-            raise ValueError(f"{name} is missing")
-        values = tensor.as_numpy().reshape(-1)
-        texts[name] = [_decode(name, row, value) for row, value in enumerate(values)]
-    queries, documents = texts["QUERY"], texts["DOCUMENTS"]
+    queries, documents = _read_texts(request, "QUERY"), _read_texts(request, "DOCUMENTS")
     if len(queries) != len(documents):
         raise ValueError(
             f"QUERY has {len(queries)} rows but DOCUMENTS has {len(documents)}; send one query per document"

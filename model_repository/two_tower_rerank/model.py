@@ -1,0 +1,113 @@
+"""Triton Python-backend model: a two-tower student's rerank, same tensors as the
+cross-encoder's (QUERY, DOCUMENTS -> SCORES), or QUERY + precomputed DOCUMENT_EMBEDDINGS.
+
+It embeds the distinct queries (and the documents, unless their embeddings came with the
+request) of every request the batcher hands over through the embed ensembles (BLS calls),
+then scores each row as scale * cosine + bias, the scale the student was trained on.
+"""
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+REQUIRED_PARAMETERS = ("query_embed_model", "product_embed_model", "embed_max_batch_size", "scale", "bias")
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        missing = [name for name in REQUIRED_PARAMETERS if name not in parameters]
+        if missing:
+            raise pb_utils.TritonModelException(
+                f"two-tower rerank requires parameters {missing} in config.pbtxt, got {sorted(parameters)}"
+            )
+        self.query_model = parameters["query_embed_model"]
+        self.product_model = parameters["product_embed_model"]
+        self.chunk = int(parameters["embed_max_batch_size"])
+        self.scale, self.bias = float(parameters["scale"]), float(parameters["bias"])
+        embeddings = next(i for i in config["input"] if i["name"] == "DOCUMENT_EMBEDDINGS")
+        self.dim = int(embeddings["dims"][0])
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        accepted = []  # (position, query per row, document texts or None, document embeddings or None)
+        for position, request in enumerate(requests):
+            try:
+                accepted.append((position, *self._read(request)))
+            except ValueError as error:
+                responses[position] = _error(str(error), pb_utils.TritonError.INVALID_ARG)
+        if not accepted:
+            return responses
+        try:
+            queries = list(dict.fromkeys(q for _, rows, _, _ in accepted for q in rows))
+            query_vectors = dict(zip(queries, self._embed(self.query_model, queries)))
+            texts = [d for _, _, documents, _ in accepted if documents is not None for d in documents]
+            text_vectors = iter(self._embed(self.product_model, texts)) if texts else iter(())
+            for position, rows, documents, given in accepted:
+                vectors = given if given is not None else np.stack([next(text_vectors) for _ in documents])
+                cosine = (np.stack([query_vectors[q] for q in rows]) * vectors).sum(axis=1)
+                scores = (self.scale * cosine + self.bias).astype(np.float32).reshape(-1, 1)
+                responses[position] = pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("SCORES", scores)])
+        except Exception as error:  # every request still gets exactly one answer
+            for position, *_ in accepted:
+                if responses[position] is None:
+                    responses[position] = _error(f"two-tower rerank failed: {error}", pb_utils.TritonError.INTERNAL)
+        return responses
+
+    def _read(self, request):
+        rows = _texts(request, "QUERY")
+        documents = pb_utils.get_input_tensor_by_name(request, "DOCUMENTS")
+        given = pb_utils.get_input_tensor_by_name(request, "DOCUMENT_EMBEDDINGS")
+        if (documents is None) == (given is None):
+            raise ValueError("send exactly one of DOCUMENTS and DOCUMENT_EMBEDDINGS")
+        if documents is not None:
+            texts = _texts(request, "DOCUMENTS")
+            if len(texts) != len(rows):
+                raise ValueError(f"QUERY has {len(rows)} rows but DOCUMENTS has {len(texts)}; send one query per document")
+            return rows, texts, None
+        vectors = given.as_numpy()
+        if vectors.shape != (len(rows), self.dim):
+            raise ValueError(
+                f"DOCUMENT_EMBEDDINGS must have shape [{len(rows)}, {self.dim}] (one per QUERY row), "
+                f"got {list(vectors.shape)}"
+            )
+        if not np.isfinite(vectors).all():
+            raise ValueError("DOCUMENT_EMBEDDINGS holds NaN or infinite values")
+        return rows, None, vectors.astype(np.float32, copy=False)
+
+    def _embed(self, model, texts):
+        """Embeddings [len(texts), dim] from an embed ensemble, in calls of at most `chunk` texts."""
+        parts = []
+        for start in range(0, len(texts), self.chunk):
+            batch = np.array([t.encode("utf-8") for t in texts[start : start + self.chunk]], dtype=object)
+            response = pb_utils.InferenceRequest(
+                model_name=model,
+                requested_output_names=["EMBEDDINGS"],
+                inputs=[pb_utils.Tensor("TEXTS", batch.reshape(-1, 1))],
+            ).exec()
+            if response.has_error():
+                raise RuntimeError(f"{model}: {response.error().message()}")
+            parts.append(pb_utils.get_output_tensor_by_name(response, "EMBEDDINGS").as_numpy())
+        return np.concatenate(parts)
+
+
+def _texts(request, name):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise ValueError(f"{name} is missing")
+    texts = []
+    for row, value in enumerate(tensor.as_numpy().reshape(-1)):
+        try:
+            text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{name}[{row}] is not valid UTF-8 ({error.reason} at byte {error.start})")
+        if not text.strip():
+            raise ValueError(f"{name}[{row}] is empty or only whitespace")
+        texts.append(text)
+    return texts
+
+
+def _error(message, code):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
