@@ -36,8 +36,21 @@ RESULTS = ROOT / "perf" / "results" / "students_training.json"
 EVAL_MAX_LENGTH = 128
 
 
+POOL = 1500  # lists scored by the teacher once; a run takes the first --lists of them
+
+
 def unlabeled_lists(cache: Path, teacher: Path, held_out_file: Path, count: int) -> Path:
-    scored = cache / f"distill-lists-{count}-scored.jsonl"
+    if count > POOL:
+        raise SystemExit(f"--lists must be at most {POOL}, got {count}")
+    pool = scored_pool(cache, teacher, held_out_file)
+    subset = cache / f"distill-lists-{count}-scored.jsonl"
+    with open(pool, encoding="utf-8") as source:
+        subset.write_text("".join(line for _, line in zip(range(count), source)), encoding="utf-8")
+    return subset
+
+
+def scored_pool(cache: Path, teacher: Path, held_out_file: Path) -> Path:
+    scored = cache / f"distill-lists-{POOL}-scored.jsonl"
     if scored.exists():
         return scored
     held_out = set()
@@ -45,8 +58,8 @@ def unlabeled_lists(cache: Path, teacher: Path, held_out_file: Path, count: int)
         held_out.update([query, *documents])
     wdc = sorted((SHARED_DATA / "wdc").glob("*/train.txt.*")) + sorted((SHARED_DATA / "wdc").glob("*/valid.txt.*"))
     promap = [SHARED_DATA / "promap" / "promapen-test_data.csv"]
-    plain = cache / f"distill-lists-{count}.jsonl"
-    counts = write_unlabeled_lists(plain, wdc, promap, held_out, list_size=8, max_lists=count)
+    plain = cache / f"distill-lists-{POOL}.jsonl"
+    counts = write_unlabeled_lists(plain, wdc, promap, held_out, list_size=8, max_lists=POOL)
     print(f"unlabeled lists: {counts}", flush=True)
     return write_teacher_scores(str(teacher), plain, scored)
 
@@ -58,29 +71,47 @@ def student(cache: Path, name: str, **settings) -> Path:
     return folder
 
 
+def common_settings(args) -> dict:
+    return {"epochs": args.epochs, "learning_rate": args.learning_rate, "temperature": args.temperature}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lists", type=int, default=1500, help="unlabeled lists (8 products each)")
+    parser.add_argument("--lists", type=int, default=800, help="unlabeled lists (8 products each)")
     parser.add_argument("--layers", type=int, default=2, help="shallow student: teacher layers kept")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--learning-rate", type=float, default=3e-4, help="shallow students")
+    parser.add_argument("--two-tower-learning-rate", type=float, default=1e-4)
+    parser.add_argument("--temperature", type=float, default=1.0)
     args = parser.parse_args()
     cache = cache_dir_from(os.environ)
     teacher, held_out = trained_minilm(cache)
     data = unlabeled_lists(cache, teacher, held_out, args.lists)
-    common = dict(teacher=str(teacher), data=data, epochs=args.epochs)
+    common = dict(teacher=str(teacher), data=data, **common_settings(args))
 
-    report = {"teacher": evaluate_model(str(teacher), held_out, EVAL_MAX_LENGTH), "lists": args.lists, "shallow": {}}
+    report = {
+        "command": "perf/train_students.py " + " ".join(sys.argv[1:]),
+        "teacher_path": str(teacher),
+        "eval_path": str(held_out),
+        "teacher": evaluate_model(str(teacher), held_out, EVAL_MAX_LENGTH),
+        "lists": args.lists,
+        "settings": common_settings(args),
+        "shallow": {},
+    }
     print(f"teacher: {report['teacher']}", flush=True)
     for loss in LISTWISE_LOSSES:
-        folder = student(cache, f"shallow-{args.layers}-{loss}-{args.lists}", student="shallow",
+        tag = f"{args.lists}-lr{args.learning_rate:g}-t{args.temperature:g}-e{args.epochs}"
+        folder = student(cache, f"shallow-{args.layers}-{loss}-{tag}", student="shallow",
                          layers=args.layers, loss=loss, **common)
         report["shallow"][loss] = {"path": str(folder), **evaluate_model(str(folder), held_out, EVAL_MAX_LENGTH)}
         print(f"shallow {loss}: {report['shallow'][loss]}", flush=True)
     best = max(report["shallow"], key=lambda loss: report["shallow"][loss]["ndcg@10"])
     report["chosen_loss"] = best
 
-    folder = student(cache, f"two-tower-128-16-{best}-{args.lists}", student="two-tower", dim=128,
-                     reduced_dim=16, loss=best, **common)
+    two_tower = {**common, "learning_rate": args.two_tower_learning_rate}
+    tag = f"{args.lists}-lr{args.two_tower_learning_rate:g}-t{args.temperature:g}-e{args.epochs}"
+    folder = student(cache, f"two-tower-128-16-{best}-{tag}", student="two-tower", dim=128,
+                     reduced_dim=16, loss=best, **two_tower)
     report["two_tower"] = {
         "path": str(folder),
         "dim_128": evaluate_model(str(folder), held_out, EVAL_MAX_LENGTH),

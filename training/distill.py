@@ -25,7 +25,7 @@ from polyrank.export.to_onnx import load_checkpoint
 from polyrank.jsonl import read_jsonl
 from polyrank.model_repository.pair_encoding import PairEncoder
 from polyrank.training.losses import LISTWISE_LOSSES, score_distillation
-from polyrank.training.students import TwoTower, with_layers
+from polyrank.training.students import LAYER_CHOICES, TwoTower, with_layers
 
 STUDENTS = ("shallow", "two-tower")
 DISTILL_RECORD = "polyrank-distill.json"
@@ -38,15 +38,16 @@ class DistillConfig:
     data: Path
     output: Path
     layers: Optional[int] = None  # shallow: required; two-tower: encoder layers to keep (all when None)
+    layer_choice: str = "bottom"  # which teacher layers: "bottom" (the first K) or "spread" (evenly spaced)
     dim: int = 128
     reduced_dim: Optional[int] = None
     separate_towers: bool = False
     loss: str = "listnet"
-    temperature: float = 2.0
+    temperature: float = 1.0
     distill_weight: float = 1.0
     epochs: int = 1
     lists_per_batch: int = 8
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
     max_length: int = 128
     seed: int = 0
 
@@ -55,6 +56,8 @@ class DistillConfig:
             raise ValueError(f"--student must be one of {', '.join(STUDENTS)}, got {self.student!r}")
         if self.student == "shallow" and self.layers is None:
             raise ValueError("--student shallow needs --layers K (how many teacher layers to keep)")
+        if self.layer_choice not in LAYER_CHOICES:
+            raise ValueError(f"--layer-choice must be one of {', '.join(LAYER_CHOICES)}, got {self.layer_choice!r}")
         if self.loss not in LISTWISE_LOSSES:
             raise ValueError(f"--loss must be one of {', '.join(LISTWISE_LOSSES)}, got {self.loss!r}")
         if not Path(self.data).is_file():
@@ -126,7 +129,7 @@ def distill(config: DistillConfig, log=print) -> Path:
         f"{np.mean(np.concatenate(targets)):.2f}, sd {np.std(np.concatenate(targets)):.2f}")
 
     if config.student == "shallow":
-        student, kept = with_layers(teacher.model, config.layers)
+        student, kept = with_layers(teacher.model, config.layers, config.layer_choice)
         log(f"shallow student: teacher layers {kept} of {teacher.model.config.num_hidden_layers}")
         token_types = teacher.uses_token_type_ids
         forward = lambda batch: _shallow_scores(student, encoder, batch, token_types)  # noqa: E731
@@ -235,7 +238,7 @@ def _embed(student: TwoTower, encoder, tower, texts):
 def _two_tower_student(config: DistillConfig, teacher_model, log):
     """Towers initialised from the teacher's encoder (its body without the classifier head)."""
     body = getattr(teacher_model, teacher_model.base_model_prefix)
-    query_encoder, kept = with_layers(body, config.layers)
+    query_encoder, kept = with_layers(body, config.layers, config.layer_choice)
     product_encoder = copy.deepcopy(query_encoder) if config.separate_towers else query_encoder
     model = TwoTower(query_encoder, product_encoder, config.dim, config.reduced_dim)
     log(f"two-tower student: {'separate' if config.separate_towers else 'shared'} towers, teacher layers {kept}, "

@@ -28,20 +28,33 @@ LAYER_KEY = re.compile(r"(^|\.)(layers?)\.(\d+)\.")
 
 
 def evenly_spaced_layers(total: int, keep: int) -> list[int]:
-    if not 1 <= keep <= total:
-        raise ValueError(f"--layers must lie in [1, {total}] for a teacher with {total} layers, got {keep}")
+    _check_layers(total, keep)
     if keep == 1:
         return [total - 1]
     return sorted({round(i * (total - 1) / (keep - 1)) for i in range(keep)})
 
 
-def with_layers(model: torch.nn.Module, keep: Optional[int]) -> tuple[torch.nn.Module, list[int]]:
+def bottom_layers(total: int, keep: int) -> list[int]:
+    """The first `keep` layers: dropping the top ones (Sajjad et al., "Poor Man's BERT")."""
+    _check_layers(total, keep)
+    return list(range(keep))
+
+
+def _check_layers(total: int, keep: int) -> None:
+    if not 1 <= keep <= total:
+        raise ValueError(f"--layers must lie in [1, {total}] for a teacher with {total} layers, got {keep}")
+
+
+LAYER_CHOICES = {"bottom": bottom_layers, "spread": evenly_spaced_layers}
+
+
+def with_layers(model: torch.nn.Module, keep: Optional[int], choice: str = "bottom") -> tuple[torch.nn.Module, list[int]]:
     """A copy of a transformer (a classifier or a bare encoder) with `keep` of its layers
-    (all when None); returns (copy, kept layer indices)."""
+    (all when None), chosen by `choice` ("bottom" or "spread"); returns (copy, kept layer indices)."""
     total = model.config.num_hidden_layers
     if keep is None:
         return copy.deepcopy(model), list(range(total))
-    layers = evenly_spaced_layers(total, keep)
+    layers = LAYER_CHOICES[choice](total, keep)
     config = copy.deepcopy(model.config)
     config.num_hidden_layers = len(layers)
     if getattr(config, "layer_types", None):  # ModernBERT: each kept layer keeps its attention kind

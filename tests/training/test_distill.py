@@ -8,7 +8,7 @@ from polyrank.evaluate import model_scorer
 from polyrank.export.samples import SAMPLE_QUERIES
 from polyrank.training.distill import DistillConfig, distill, read_teacher_scores, write_teacher_scores
 from polyrank.training.losses import listnet, score_distillation
-from polyrank.training.students import evenly_spaced_layers, is_two_tower, load_two_tower, with_layers
+from polyrank.training.students import bottom_layers, evenly_spaced_layers, is_two_tower, load_two_tower, with_layers
 from polyrank.export.to_onnx import load_checkpoint
 from tests.tiny_models import sharpened
 
@@ -57,8 +57,11 @@ def test_shallow_student_keeps_teacher_layers_and_learns(modernbert_teacher, lis
     student = load_checkpoint(str(before)).model
     teacher = load_checkpoint(str(modernbert_teacher)).model
     assert student.config.num_hidden_layers == 2
-    assert student.config.layer_types == [teacher.config.layer_types[i] for i in (0, 3)]
-    assert torch.equal(student.model.layers[1].mlp.Wo.weight, teacher.model.layers[3].mlp.Wo.weight)
+    assert student.config.layer_types == teacher.config.layer_types[:2]  # default: the bottom layers
+    assert torch.equal(student.model.layers[1].mlp.Wo.weight, teacher.model.layers[1].mlp.Wo.weight)
+    spread, kept = with_layers(teacher, 2, "spread")
+    assert kept == [0, 3] and spread.config.layer_types == [teacher.config.layer_types[i] for i in kept]
+    assert torch.equal(spread.model.layers[1].attn.Wqkv.weight, teacher.model.layers[3].attn.Wqkv.weight)
     assert distillation_loss(after, modernbert_teacher) < 0.5 * distillation_loss(before, modernbert_teacher)
 
 
@@ -93,6 +96,7 @@ def test_teacher_scores_written_once_are_reused(tiny_bert_dir, lists_file, tmp_p
 
 
 def test_layer_choice_and_bad_settings(lists_file, tmp_path):
+    assert bottom_layers(6, 2) == [0, 1]
     assert evenly_spaced_layers(6, 2) == [0, 5]
     assert evenly_spaced_layers(6, 3) == [0, 2, 5] or evenly_spaced_layers(6, 3) == [0, 3, 5]
     assert evenly_spaced_layers(22, 1) == [21]
@@ -100,6 +104,8 @@ def test_layer_choice_and_bad_settings(lists_file, tmp_path):
         evenly_spaced_layers(6, 7)
     with pytest.raises(ValueError, match="--student shallow needs --layers"):
         DistillConfig(teacher="t", student="shallow", data=lists_file, output=tmp_path / "o")
+    with pytest.raises(ValueError, match="--layer-choice must be one of"):
+        DistillConfig(teacher="t", student="shallow", layers=1, layer_choice="top", data=lists_file, output=tmp_path / "o")
     with pytest.raises(ValueError, match="--loss must be one of"):
         DistillConfig(teacher="t", student="two-tower", data=lists_file, output=tmp_path / "o", loss="hinge")
     with pytest.raises(ValueError, match="does not exist"):
