@@ -29,12 +29,14 @@ from polyrank.export.quantize import quantize_int8_dynamic, quantize_int8_static
 from polyrank.export.samples import parity_pairs
 from polyrank.export.tensorrt import build_plan, require_tensorrt
 from polyrank.export.to_onnx import Checkpoint, export_onnx, load_checkpoint
+from polyrank.model_repository.artifacts import sha256_of
 from polyrank.model_repository.pair_encoding import PairEncoder
 
 TEMPLATES = resources.files("polyrank.model_repository")
 MANIFEST = "manifest.json"
 REPOSITORY_SOURCES = (
     "pair_encoding.py",
+    "artifacts.py",
     "tokenizer/model.py",
     "tokenizer/config.pbtxt",
     "ort_runner/model.py",
@@ -267,11 +269,13 @@ def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, enco
     (tokenizer_dir / "1" / "tokenizer.json").write_text(checkpoint.tokenizer.to_str(), encoding="utf-8")
     copy_resource("tokenizer/model.py", tokenizer_dir / "1" / "model.py")
     copy_resource("pair_encoding.py", tokenizer_dir / "1" / "pair_encoding.py")
+    copy_resource("artifacts.py", tokenizer_dir / "1" / "artifacts.py")
     render("tokenizer/config.pbtxt", tokenizer_dir / "config.pbtxt", fields)
 
     scorer_dir = root / names["scorer_name"]
     if config.target == "embedded":
         copy_resource("ort_runner/model.py", scorer_dir / "1" / "model.py")
+        copy_resource("artifacts.py", scorer_dir / "1" / "artifacts.py")
         render("ort_runner/config.pbtxt", scorer_dir / "config.pbtxt", fields)
     elif config.engine == "tensorrt":
         profile = {
@@ -355,9 +359,10 @@ def tokenizer_template(encoder: PairEncoder) -> str:
 
 
 def write_manifest(version_dir: Path, facts: dict) -> dict:
-    """Writes manifest.json: the export facts plus the sha256 of every artifact beside it."""
+    """Writes manifest.json: the export facts plus the sha256 of every artifact beside it
+    (the served models check them at load: model_repository/artifacts.py)."""
     artifacts = {
-        str(path.relative_to(version_dir)): _sha256(path)
+        str(path.relative_to(version_dir)): sha256_of(str(path))
         for path in sorted(version_dir.rglob("*"))
         if path.is_file() and path.name != MANIFEST and "__pycache__" not in path.parts
     }
@@ -387,14 +392,6 @@ def build_fingerprint(config: ExportConfig) -> str:
     digest = hashlib.sha256(f"{polyrank.__version__} {settings!r}".encode())
     for name in REPOSITORY_SOURCES:
         digest.update(TEMPLATES.joinpath(name).read_bytes())
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

@@ -170,12 +170,14 @@ def _write_models(staging: Path, fields: dict, names: dict, towers: dict, encode
     (tokenizer_version / "tokenizer.json").write_text(tokenizer.to_str(), encoding="utf-8")
     repository.copy_resource("tokenizer/model.py", tokenizer_version / "model.py")
     repository.copy_resource("pair_encoding.py", tokenizer_version / "pair_encoding.py")
+    repository.copy_resource("artifacts.py", tokenizer_version / "artifacts.py")
     repository.render("text_tokenizer/config.pbtxt", staging / names["tokenizer_name"] / "config.pbtxt", fields)
 
     warmup = encoder.encode_texts_padded([repository.WARMUP_PRODUCT])
     for key in towers:
         folder = staging / names[key]
         repository.copy_resource("ort_runner/model.py", folder / "1" / "model.py")
+        repository.copy_resource("artifacts.py", folder / "1" / "artifacts.py")
         tower_fields = {**fields, "scorer_name": names[key], "warmup_length": warmup.input_ids.shape[1]}
         repository.render("ort_runner/config.pbtxt", folder / "config.pbtxt", tower_fields)
         repository.write_warmup(folder / "warmup", warmup, token_types=False)
@@ -190,6 +192,7 @@ def _write_models(staging: Path, fields: dict, names: dict, towers: dict, encode
 
     rerank = staging / names["rerank_name"]
     repository.copy_resource("two_tower_rerank/model.py", rerank / "1" / "model.py")
+    repository.copy_resource("artifacts.py", rerank / "1" / "artifacts.py")
     repository.render("two_tower_rerank/config.pbtxt", rerank / "config.pbtxt", fields)
 
 

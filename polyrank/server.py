@@ -177,7 +177,8 @@ class EmbeddedTritonServer:
         failures = [e for e in errors if "fail" in e.lower()] or errors
         if not failures:
             return self.log_tail(3).replace("\n", " | ")
-        return failures[0] if len(failures[0]) <= limit else failures[0][:limit] + "..."
+        first = failures[0].split("\\n")[0]  # a Python backend error carries its traceback after an escaped newline
+        return first if len(first) <= limit else first[:limit] + "..."
 
     def _new_workdir(self) -> Path:
         self._workdir = tempfile.TemporaryDirectory(prefix="polyrank-triton-")

@@ -10,10 +10,15 @@ member; outputs are then scattered back to their requests.
 
 import json
 import os
+import sys
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+# artifacts.py is copied next to this file when the repository is built.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from artifacts import ArtifactError, verify_artifacts  # noqa: E402
 
 REQUIRED_PARAMETERS = (
     "execution_providers",
@@ -48,6 +53,10 @@ class TritonPythonModel:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         version_dir = os.path.join(args["model_repository"], args["model_version"])
+        try:
+            verify_artifacts(version_dir)
+        except ArtifactError as error:
+            raise pb_utils.TritonModelException(str(error))
         self.session = ort.InferenceSession(
             os.path.join(version_dir, "model.onnx"), options, providers=providers
         )

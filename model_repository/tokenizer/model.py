@@ -12,8 +12,9 @@ import sys
 
 import triton_python_backend_utils as pb_utils
 
-# pair_encoding.py is copied next to this file when the repository is built.
+# pair_encoding.py and artifacts.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from artifacts import ArtifactError, verify_artifacts  # noqa: E402
 from pair_encoding import PairEncoder  # noqa: E402
 
 
@@ -27,6 +28,10 @@ class TritonPythonModel:
                     f"tokenizer requires parameter '{required}' in config.pbtxt, got {sorted(parameters)}"
                 )
         version_dir = os.path.join(args["model_repository"], args["model_version"])
+        try:
+            verify_artifacts(version_dir)
+        except ArtifactError as error:
+            raise pb_utils.TritonModelException(str(error))
         self.encoder = PairEncoder.from_file(
             os.path.join(version_dir, "tokenizer.json"),
             max_length=int(parameters["max_length"]),

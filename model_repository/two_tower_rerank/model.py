@@ -7,9 +7,15 @@ then scores each row as scale * cosine + bias, the scale the student was trained
 """
 
 import json
+import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+# artifacts.py is copied next to this file when the repository is built.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from artifacts import ArtifactError, verify_artifacts  # noqa: E402
 
 REQUIRED_PARAMETERS = ("query_embed_model", "product_embed_model", "embed_max_batch_size", "scale", "bias")
 
@@ -23,6 +29,10 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(
                 f"two-tower rerank requires parameters {missing} in config.pbtxt, got {sorted(parameters)}"
             )
+        try:
+            verify_artifacts(os.path.join(args["model_repository"], args["model_version"]))
+        except ArtifactError as error:
+            raise pb_utils.TritonModelException(str(error))
         self.query_model = parameters["query_embed_model"]
         self.product_model = parameters["product_embed_model"]
         self.chunk = int(parameters["embed_max_batch_size"])
