@@ -18,12 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", default="rerank", help="ensemble to call (default rerank)")
     parser.add_argument("--top-k", type=int, default=None, help="print only the best k")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per gRPC call (default 30)")
+    parser.add_argument("--retry-deadline", type=float, default=5.0,
+                        help="seconds to keep retrying while the server is unavailable (default 5; 0: no retries)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
     documents = read_documents(args.documents)
-    with RerankClient(args.url, model_name=args.model_name, timeout_s=args.timeout) as client:
+    with RerankClient(
+        args.url, model_name=args.model_name, timeout_s=args.timeout, retry_deadline_s=args.retry_deadline
+    ) as client:
         started = time.perf_counter()
         ranked = client.rerank(args.query, documents, top_k=args.top_k, return_documents=True)
         elapsed_ms = (time.perf_counter() - started) * 1000

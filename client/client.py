@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from polyrank.client.types import InvalidRequestError, RankedDocument, RerankError, error_for_status
+from polyrank.client.types import (
+    InvalidRequestError,
+    RankedDocument,
+    RerankError,
+    ServerUnavailableError,
+    error_for_status,
+)
+
+T = TypeVar("T")
 
 
 class RerankClient:
@@ -24,6 +33,10 @@ class RerankClient:
         timeout_s: deadline of each gRPC call.
         max_documents: longest list accepted in one `rerank` call.
         max_concurrent_requests: chunks of one call in flight at once.
+        retry_deadline_s: how long a request that meets UNAVAILABLE (server restarting or
+            unreachable) is retried, with exponential backoff from `backoff_s` capped at
+            `max_backoff_s`; then ServerUnavailableError. Scoring is idempotent, so a retry
+            never double-counts. 0 turns retries off.
 
     Example:
         >>> client = RerankClient("localhost:8001")
@@ -39,7 +52,16 @@ class RerankClient:
         timeout_s: float = 30.0,
         max_documents: int = 10_000,
         max_concurrent_requests: int = 4,
+        retry_deadline_s: float = 30.0,
+        backoff_s: float = 0.1,
+        max_backoff_s: float = 2.0,
     ):
+        if retry_deadline_s < 0 or backoff_s <= 0 or max_backoff_s < backoff_s:
+            raise ValueError(
+                f"need retry_deadline_s >= 0 and 0 < backoff_s <= max_backoff_s, got "
+                f"{retry_deadline_s}, {backoff_s}, {max_backoff_s}"
+            )
+        self.retry_deadline_s, self.backoff_s, self.max_backoff_s = retry_deadline_s, backoff_s, max_backoff_s
         self.url = url
         self.model_name = model_name
         self.timeout_s = timeout_s
@@ -156,22 +178,40 @@ class RerankClient:
         return self._max_batch_size
 
     def _batch_size_of(self, model: str) -> int:
-        try:
-            config = self._grpc.get_model_config(model, as_json=True, client_timeout=self.timeout_s)
-        except InferenceServerException as error:
-            raise _client_error(error) from None
+        config = self._with_retries(
+            lambda timeout: self._grpc.get_model_config(model, as_json=True, client_timeout=timeout)
+        )
         return int(config["config"].get("max_batch_size", 0)) or 1
+
+    def _with_retries(self, call: Callable[[float], T]) -> T:
+        """Runs `call(timeout)`; retries while the server is unavailable (down, starting or
+        stopping) with capped exponential backoff, for `retry_deadline_s` at most (so a call
+        ends within retry_deadline_s + timeout_s). Every other error is raised at once."""
+        deadline = time.monotonic() + self.retry_deadline_s
+        delay, attempts = self.backoff_s, 0
+        while True:
+            attempts += 1
+            try:
+                return call(self.timeout_s)
+            except InferenceServerException as error:
+                if not _unavailable(error):
+                    raise _client_error(error) from None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ServerUnavailableError(
+                        f"{_first_line(error)} (gave up after {attempts} attempts over {self.retry_deadline_s:g} s)"
+                    ) from None
+                time.sleep(min(delay, left))  # then try again: scoring is idempotent
+                delay = min(2 * delay, self.max_backoff_s)
 
     def _infer_embeddings(self, model: str, texts: list[bytes]) -> np.ndarray:
         texts_input = grpcclient.InferInput("TEXTS", [len(texts), 1], "BYTES")
         texts_input.set_data_from_numpy(np.array(texts, dtype=object).reshape(-1, 1))
-        try:
-            result = self._grpc.infer(
-                model, [texts_input], outputs=[grpcclient.InferRequestedOutput("EMBEDDINGS")],
-                client_timeout=self.timeout_s,
+        result = self._with_retries(
+            lambda timeout: self._grpc.infer(
+                model, [texts_input], outputs=[grpcclient.InferRequestedOutput("EMBEDDINGS")], client_timeout=timeout
             )
-        except InferenceServerException as error:
-            raise _client_error(error) from None
+        )
         embeddings = result.as_numpy("EMBEDDINGS")
         if embeddings is None or len(embeddings) != len(texts):
             raise RerankError(f"server returned {0 if embeddings is None else len(embeddings)} embeddings for {len(texts)} texts")
@@ -187,15 +227,14 @@ class RerankClient:
         else:
             second = grpcclient.InferInput("DOCUMENT_EMBEDDINGS", list(embeddings.shape), "FP32")
             second.set_data_from_numpy(np.ascontiguousarray(embeddings))
-        try:
-            result = self._grpc.infer(
+        result = self._with_retries(
+            lambda timeout: self._grpc.infer(
                 self.model_name,
                 [query_input, second],
                 outputs=[grpcclient.InferRequestedOutput("SCORES")],
-                client_timeout=self.timeout_s,
+                client_timeout=timeout,
             )
-        except InferenceServerException as error:
-            raise _client_error(error) from None
+        )
         scores = result.as_numpy("SCORES")
         if scores is None or scores.size != rows:
             raise RerankError(f"server returned {0 if scores is None else scores.size} scores for {rows} documents")
@@ -246,6 +285,19 @@ def _utf8(text: str, field: str) -> bytes:
         raise InvalidRequestError(f"{field} is not valid Unicode ({error.reason} at position {error.start})") from None
 
 
+# While Triton starts or stops, a known model answers with one of these instead of UNAVAILABLE.
+TRANSIENT_MESSAGES = ("has no available versions", "is not ready")
+
+
+def _unavailable(error: InferenceServerException) -> bool:
+    """The server is down, starting or stopping: worth a retry (a wrong model name is not)."""
+    message = error.message() or ""
+    return error.status() == "StatusCode.UNAVAILABLE" or any(m in message for m in TRANSIENT_MESSAGES)
+
+
+def _first_line(error: InferenceServerException) -> str:
+    return (error.message() or str(error)).strip().splitlines()[0]
+
+
 def _client_error(error: InferenceServerException) -> RerankError:
-    message = (error.message() or str(error)).strip().splitlines()[0]
-    return error_for_status(error.status(), message)
+    return error_for_status(error.status(), _first_line(error))

@@ -158,11 +158,12 @@ def test_rerank_cli_reports_a_missing_server_in_one_line(tmp_path):
     (tmp_path / "products.txt").write_text("running shoes\n")
     result = subprocess.run(
         [sys.executable, "-m", "polyrank.cli", "rerank", "--url", f"127.0.0.1:{free_port()}",
-         "--query", "shoes", "--documents", str(tmp_path / "products.txt"), "--timeout", "5"],
+         "--query", "shoes", "--documents", str(tmp_path / "products.txt"), "--timeout", "5", "--retry-deadline", "1"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 1
     assert result.stderr.startswith("polyrank rerank: error:")
+    assert "gave up after" in result.stderr and "over 1 s" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
