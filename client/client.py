@@ -12,6 +12,7 @@ from tritonclient.utils import InferenceServerException
 
 from polyrank.client.types import (
     InvalidRequestError,
+    OverloadedError,
     RankedDocument,
     RerankError,
     ServerUnavailableError,
@@ -287,10 +288,19 @@ def _utf8(text: str, field: str) -> bytes:
 
 # While Triton starts or stops, a known model answers with one of these instead of UNAVAILABLE.
 TRANSIENT_MESSAGES = ("has no available versions", "is not ready")
+# A full or too-slow scorer queue: Triton says UNAVAILABLE, but retrying would only add load.
+OVERLOAD_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
+
+
+def _overloaded(error: InferenceServerException) -> bool:
+    return any(m in (error.message() or "") for m in OVERLOAD_MESSAGES)
 
 
 def _unavailable(error: InferenceServerException) -> bool:
-    """The server is down, starting or stopping: worth a retry (a wrong model name is not)."""
+    """The server is down, starting or stopping: worth a retry (a wrong model name, or a
+    server at capacity, is not)."""
+    if _overloaded(error):
+        return False
     message = error.message() or ""
     return error.status() == "StatusCode.UNAVAILABLE" or any(m in message for m in TRANSIENT_MESSAGES)
 
@@ -300,4 +310,6 @@ def _first_line(error: InferenceServerException) -> str:
 
 
 def _client_error(error: InferenceServerException) -> RerankError:
+    if _overloaded(error):
+        return OverloadedError(f"server at capacity, request rejected: {_first_line(error)}")
     return error_for_status(error.status(), _first_line(error))

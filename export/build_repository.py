@@ -256,6 +256,7 @@ def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, enco
         "intra_op_threads": config.intra_op_threads,
         "max_pairs_per_run": config.max_pairs_per_run,
         "max_tokens_per_run": config.max_tokens_per_run,
+        **queue_fields(config),
         "warmup_batch": WARMUP_BATCH,
         "warmup_length": warmup_length,
         "output_name": "SCORES",
@@ -291,6 +292,10 @@ def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, enco
     rerank_dir = root / names["rerank_name"]
     (rerank_dir / "1").mkdir(parents=True)  # an ensemble still needs a version folder
     render("rerank/config.pbtxt", rerank_dir / "config.pbtxt", fields)
+
+
+def queue_fields(config: ExportConfig) -> dict:
+    return {"max_queue_size": config.max_queue_size, "queue_timeout_us": int(config.queue_timeout_s * 1e6)}
 
 
 WARMUP_QUERY = "wireless headphones"

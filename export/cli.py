@@ -26,6 +26,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing repository (with --add: its models of the same names)")
     parser.add_argument("--name", default="rerank", help="model name clients call (default rerank); its parts get it as prefix")
     parser.add_argument("--add", action="store_true", help="add the models to an existing repository, e.g. a student beside its teacher")
+    parser.add_argument("--max-queue-size", type=int, default=32, help="requests the scorer queues before rejecting (32)")
+    parser.add_argument("--queue-timeout", type=float, default=20.0, help="seconds a request may wait in that queue (20)")
     parser.add_argument("--embedding-dim", type=int, help="two-tower: serve the first N embedding components (default: all)")
 
 
@@ -61,6 +63,8 @@ def run_export(args: argparse.Namespace) -> int:
         name=args.name,
         add=args.add,
         embedding_dim=args.embedding_dim,
+        max_queue_size=args.max_queue_size,
+        queue_timeout_s=args.queue_timeout,
     )
     build_repository(config)
     return 0

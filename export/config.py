@@ -47,6 +47,9 @@ class ExportConfig:
             (e.g. a student next to its teacher).
         embedding_dim: two-tower models: serve the first N embedding components (the full
             size by default; the reduced size the student was trained with).
+        max_queue_size: requests the scoring model's queue holds; more are rejected at once.
+        queue_timeout_s: longest a request waits in that queue before it is rejected (keep
+            it below the clients' deadline, so the server drops work nobody waits for).
     """
 
     model: str
@@ -77,11 +80,15 @@ class ExportConfig:
     name: str = "rerank"
     add: bool = False
     embedding_dim: Optional[int] = None
+    max_queue_size: int = 32
+    queue_timeout_s: float = 20.0
 
     def __post_init__(self):
         object.__setattr__(self, "output", Path(self.output))
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", self.name):
             raise ValueError(f"name must be a letter then letters, digits, _ or - (64 at most), got {self.name!r}")
+        if self.queue_timeout_s <= 0:
+            raise ValueError(f"queue_timeout_s must be positive, got {self.queue_timeout_s!r}")
         if self.embedding_dim is not None and self.embedding_dim < 1:
             raise ValueError(f"embedding_dim must be a positive integer, got {self.embedding_dim!r}")
         if self.precision not in PRECISIONS:
@@ -104,6 +111,7 @@ class ExportConfig:
             "intra_op_threads",
             "max_pairs_per_run",
             "max_tokens_per_run",
+            "max_queue_size",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -154,6 +154,7 @@ def _fields(config: ExportConfig, names: dict, model: TwoTower, encoder: PairEnc
         "intra_op_threads": config.intra_op_threads,
         "max_pairs_per_run": config.max_pairs_per_run,
         "max_tokens_per_run": config.max_tokens_per_run,
+        **repository.queue_fields(config),
         "embedding_dim": dim,
         "output_name": "EMBEDDINGS",
         "output_dims": dim,
