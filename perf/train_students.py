@@ -1,13 +1,16 @@
 """Distil students from the real MiniLM product cross-encoder and compare listwise losses.
 
-    .venv/bin/python perf/train_students.py [--lists 1500] [--layers 2]
+    .venv/bin/python perf/train_students.py
 
 1. Unlabeled lists: WDC offer titles and ProMap names from ../shared/data (train/valid
-   splits; titles of the 200 held-out WDC test queries left out), 8 products per list,
-   scored once by the teacher.
-2. A shallow cross-encoder (--layers of the teacher's 6) per listwise loss, each evaluated
-   on the held-out labelled WDC test queries; the best NDCG@10 is the chosen loss.
-3. A two-tower student (dim 128, reduced 16) with the chosen loss, evaluated at 128 and 16.
+   splits; titles of the 200 held-out WDC test queries left out), 8 products each (the
+   query's WDC candidates, then the titles sharing the most words with it), scored once
+   by the teacher (1500 lists).
+2. Loss comparison on a small budget: a shallow cross-encoder (2 of the teacher's 6 layers)
+   per listwise loss on the first --compare-lists lists, each evaluated on the held-out
+   labelled WDC test queries; the best NDCG@10 picks the loss.
+3. The shallow student with that loss on --lists lists for --epochs; the two-tower student
+   (dim 128, reduced 16) on --two-tower-lists lists; both evaluated.
 
 Students are cached in ~/.cache/polyrank/students/ (delete to retrain); results go to
 perf/results/students_training.json. perf/bench_students.py then serves and times them.
@@ -43,14 +46,14 @@ def unlabeled_lists(cache: Path, teacher: Path, held_out_file: Path, count: int)
     if count > POOL:
         raise SystemExit(f"--lists must be at most {POOL}, got {count}")
     pool = scored_pool(cache, teacher, held_out_file)
-    subset = cache / f"distill-lists-{count}-scored.jsonl"
+    subset = cache / f"distill-lists-{count}-similar-scored.jsonl"
     with open(pool, encoding="utf-8") as source:
         subset.write_text("".join(line for _, line in zip(range(count), source)), encoding="utf-8")
     return subset
 
 
 def scored_pool(cache: Path, teacher: Path, held_out_file: Path) -> Path:
-    scored = cache / f"distill-lists-{POOL}-scored.jsonl"
+    scored = cache / f"distill-lists-{POOL}-similar-scored.jsonl"
     if scored.exists():
         return scored
     held_out = set()
@@ -58,7 +61,7 @@ def scored_pool(cache: Path, teacher: Path, held_out_file: Path) -> Path:
         held_out.update([query, *documents])
     wdc = sorted((SHARED_DATA / "wdc").glob("*/train.txt.*")) + sorted((SHARED_DATA / "wdc").glob("*/valid.txt.*"))
     promap = [SHARED_DATA / "promap" / "promapen-test_data.csv"]
-    plain = cache / f"distill-lists-{POOL}.jsonl"
+    plain = cache / f"distill-lists-{POOL}-similar.jsonl"
     counts = write_unlabeled_lists(plain, wdc, promap, held_out, list_size=8, max_lists=POOL)
     print(f"unlabeled lists: {counts}", flush=True)
     return write_teacher_scores(str(teacher), plain, scored)
@@ -71,52 +74,50 @@ def student(cache: Path, name: str, **settings) -> Path:
     return folder
 
 
-def common_settings(args) -> dict:
-    return {"epochs": args.epochs, "learning_rate": args.learning_rate, "temperature": args.temperature}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lists", type=int, default=800, help="unlabeled lists (8 products each)")
+    parser.add_argument("--compare-lists", type=int, default=400, help="lists per loss in the comparison (1 epoch)")
+    parser.add_argument("--lists", type=int, default=1500, help="lists for the final shallow student")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the final shallow student")
+    parser.add_argument("--two-tower-lists", type=int, default=800)
     parser.add_argument("--layers", type=int, default=2, help="shallow student: teacher layers kept")
-    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=3e-4, help="shallow students")
     parser.add_argument("--two-tower-learning-rate", type=float, default=1e-4)
     parser.add_argument("--temperature", type=float, default=1.0)
     args = parser.parse_args()
     cache = cache_dir_from(os.environ)
     teacher, held_out = trained_minilm(cache)
-    data = unlabeled_lists(cache, teacher, held_out, args.lists)
-    common = dict(teacher=str(teacher), data=data, **common_settings(args))
-
+    evaluate = lambda folder, dim=None: evaluate_model(str(folder), held_out, EVAL_MAX_LENGTH, dim)  # noqa: E731
     report = {
         "command": "perf/train_students.py " + " ".join(sys.argv[1:]),
         "teacher_path": str(teacher),
         "eval_path": str(held_out),
-        "teacher": evaluate_model(str(teacher), held_out, EVAL_MAX_LENGTH),
-        "lists": args.lists,
-        "settings": common_settings(args),
-        "shallow": {},
+        "settings": vars(args),
+        "teacher": evaluate(teacher),
+        "loss_comparison": {},
     }
     print(f"teacher: {report['teacher']}", flush=True)
-    for loss in LISTWISE_LOSSES:
-        tag = f"{args.lists}-lr{args.learning_rate:g}-t{args.temperature:g}-e{args.epochs}"
-        folder = student(cache, f"shallow-{args.layers}-{loss}-{tag}", student="shallow",
-                         layers=args.layers, loss=loss, **common)
-        report["shallow"][loss] = {"path": str(folder), **evaluate_model(str(folder), held_out, EVAL_MAX_LENGTH)}
-        print(f"shallow {loss}: {report['shallow'][loss]}", flush=True)
-    best = max(report["shallow"], key=lambda loss: report["shallow"][loss]["ndcg@10"])
-    report["chosen_loss"] = best
 
-    two_tower = {**common, "learning_rate": args.two_tower_learning_rate}
-    tag = f"{args.lists}-lr{args.two_tower_learning_rate:g}-t{args.temperature:g}-e{args.epochs}"
-    folder = student(cache, f"two-tower-128-16-{best}-{tag}", student="two-tower", dim=128,
-                     reduced_dim=16, loss=best, **two_tower)
-    report["two_tower"] = {
-        "path": str(folder),
-        "dim_128": evaluate_model(str(folder), held_out, EVAL_MAX_LENGTH),
-        "dim_16": evaluate_model(str(folder), held_out, EVAL_MAX_LENGTH, dim=16),
-    }
+    def shallow(lists, epochs, loss):
+        name = f"shallow-{args.layers}-{loss}-{lists}-lr{args.learning_rate:g}-t{args.temperature:g}-e{epochs}"
+        return student(cache, name, teacher=str(teacher), data=unlabeled_lists(cache, teacher, held_out, lists),
+                       student="shallow", layers=args.layers, loss=loss, epochs=epochs,
+                       learning_rate=args.learning_rate, temperature=args.temperature)
+
+    for loss in LISTWISE_LOSSES:
+        report["loss_comparison"][loss] = evaluate(shallow(args.compare_lists, 1, loss))
+        print(f"shallow {loss}: {report['loss_comparison'][loss]}", flush=True)
+    best = max(report["loss_comparison"], key=lambda loss: report["loss_comparison"][loss]["ndcg@10"])
+    report["chosen_loss"] = best
+    folder = shallow(args.lists, args.epochs, best)
+    report["shallow"] = {"path": str(folder), **evaluate(folder)}
+    print(f"shallow: {report['shallow']}", flush=True)
+
+    name = f"two-tower-128-16-{best}-{args.two_tower_lists}-lr{args.two_tower_learning_rate:g}-t{args.temperature:g}-e1"
+    folder = student(cache, name, teacher=str(teacher), data=unlabeled_lists(cache, teacher, held_out, args.two_tower_lists),
+                     student="two-tower", dim=128, reduced_dim=16, loss=best, epochs=1,
+                     learning_rate=args.two_tower_learning_rate, temperature=args.temperature)
+    report["two_tower"] = {"path": str(folder), "dim_128": evaluate(folder), "dim_16": evaluate(folder, 16)}
     print(f"two-tower: {report['two_tower']}", flush=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {RESULTS}")

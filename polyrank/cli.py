@@ -108,8 +108,8 @@ def _add_distill_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help='unlabeled lists, JSONL {"query", "documents"}')
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--layers", type=int, help="teacher layers to keep (shallow: required; two-tower: all)")
-    parser.add_argument("--layer-choice", choices=("bottom", "spread"), default="bottom",
-                        help="which teacher layers: the first K (default) or evenly spaced")
+    parser.add_argument("--layer-choice", choices=("spread", "bottom"), default="spread",
+                        help="which teacher layers: evenly spaced, first and last kept (default), or the first K")
     parser.add_argument("--dim", type=int, default=128, help="two-tower embedding size (default 128)")
     parser.add_argument("--reduced-dim", type=int, help="two-tower: also train the first N components alone")
     parser.add_argument("--separate-towers", action="store_true", help="two-tower: query and product weights apart")

@@ -38,7 +38,7 @@ class DistillConfig:
     data: Path
     output: Path
     layers: Optional[int] = None  # shallow: required; two-tower: encoder layers to keep (all when None)
-    layer_choice: str = "bottom"  # which teacher layers: "bottom" (the first K) or "spread" (evenly spaced)
+    layer_choice: str = "spread"  # which teacher layers: "spread" (evenly spaced, first and last kept) or "bottom" (the first K)
     dim: int = 128
     reduced_dim: Optional[int] = None
     separate_towers: bool = False

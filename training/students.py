@@ -48,7 +48,7 @@ def _check_layers(total: int, keep: int) -> None:
 LAYER_CHOICES = {"bottom": bottom_layers, "spread": evenly_spaced_layers}
 
 
-def with_layers(model: torch.nn.Module, keep: Optional[int], choice: str = "bottom") -> tuple[torch.nn.Module, list[int]]:
+def with_layers(model: torch.nn.Module, keep: Optional[int], choice: str = "spread") -> tuple[torch.nn.Module, list[int]]:
     """A copy of a transformer (a classifier or a bare encoder) with `keep` of its layers
     (all when None), chosen by `choice` ("bottom" or "spread"); returns (copy, kept layer indices)."""
     total = model.config.num_hidden_layers

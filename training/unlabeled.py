@@ -2,8 +2,10 @@
 
 Queries are WDC offer titles (offer A of a pair) and ProMap product names (name1); each
 list holds the products they were paired with (WDC offer B, ProMap name2) topped up with
-random titles from the same pool. Labels are dropped: the teacher supplies the targets.
-Titles of a held-out evaluation set are left out so the students never see them.
+the titles of the pool that share the most words with the query (hard candidates, like a
+first-stage retriever's; random titles would all be easy negatives the teacher scores
+alike, so they teach a student nothing). Labels are dropped: the teacher supplies the
+targets. Titles of a held-out evaluation set are left out so the students never see them.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable
+
+WORD = re.compile(r"\w+")
 
 from polyrank.training.wdc import read_pairs
 
@@ -48,13 +53,19 @@ def write_unlabeled_lists(
             groups[query].append(document)
     pool = sorted({t for q, docs in groups.items() for t in (q, *docs)} - excluded)
     rng = random.Random(seed)
+    similar = _word_overlap_index(pool)
     queries = [q for q in sorted(groups) if q not in excluded]
     if max_lists is not None and len(queries) > max_lists:
-        queries = sorted(rng.sample(queries, max_lists))
+        queries = rng.sample(queries, max_lists)  # random order: any prefix is a random subset
     lists = pairs = 0
     with open(output, "w", encoding="utf-8") as stream:
         for query in queries:
             documents = list(dict.fromkeys(d for d in groups[query] if d not in excluded and d != query))
+            for candidate in similar(query, list_size * 2):
+                if len(documents) >= list_size:
+                    break
+                if candidate != query and candidate not in documents:
+                    documents.append(candidate)
             while len(documents) < list_size:
                 filler = rng.choice(pool)
                 if filler != query and filler not in documents:
@@ -64,3 +75,26 @@ def write_unlabeled_lists(
             stream.write(json.dumps({"query": query, "documents": documents}, ensure_ascii=False) + "\n")
             lists, pairs = lists + 1, pairs + len(documents)
     return {"lists": lists, "pairs": pairs, "wdc_files": len(wdc_files), "promap_files": len(promap_files)}
+
+
+def _words(text: str) -> set[str]:
+    return set(WORD.findall(text.lower()))
+
+
+def _word_overlap_index(titles: list[str], max_document_frequency: int = 200):
+    """A function (query, k) -> the k titles sharing the most words with the query (words in
+    more than `max_document_frequency` titles are too common to tell products apart)."""
+    index: dict[str, list[int]] = defaultdict(list)
+    for number, title in enumerate(titles):
+        for word in _words(title):
+            index[word].append(number)
+
+    def similar(query: str, k: int) -> list[str]:
+        shared = Counter()
+        for word in _words(query):
+            postings = index.get(word, ())
+            if len(postings) <= max_document_frequency:
+                shared.update(postings)
+        return [titles[number] for number, _ in shared.most_common(k)]
+
+    return similar

@@ -57,11 +57,11 @@ def test_shallow_student_keeps_teacher_layers_and_learns(modernbert_teacher, lis
     student = load_checkpoint(str(before)).model
     teacher = load_checkpoint(str(modernbert_teacher)).model
     assert student.config.num_hidden_layers == 2
-    assert student.config.layer_types == teacher.config.layer_types[:2]  # default: the bottom layers
-    assert torch.equal(student.model.layers[1].mlp.Wo.weight, teacher.model.layers[1].mlp.Wo.weight)
-    spread, kept = with_layers(teacher, 2, "spread")
-    assert kept == [0, 3] and spread.config.layer_types == [teacher.config.layer_types[i] for i in kept]
-    assert torch.equal(spread.model.layers[1].attn.Wqkv.weight, teacher.model.layers[3].attn.Wqkv.weight)
+    assert student.config.layer_types == [teacher.config.layer_types[i] for i in (0, 3)]  # default: spread
+    assert torch.equal(student.model.layers[1].mlp.Wo.weight, teacher.model.layers[3].mlp.Wo.weight)
+    bottom, kept = with_layers(teacher, 2, "bottom")
+    assert kept == [0, 1] and bottom.config.layer_types == teacher.config.layer_types[:2]
+    assert torch.equal(bottom.model.layers[1].attn.Wqkv.weight, teacher.model.layers[1].attn.Wqkv.weight)
     assert distillation_loss(after, modernbert_teacher) < 0.5 * distillation_loss(before, modernbert_teacher)
 
 
