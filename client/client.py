@@ -18,6 +18,7 @@ from polyrank.client.types import (
     ServerUnavailableError,
     error_for_status,
 )
+from polyrank.model_repository.pair_encoding import text_problem
 
 T = TypeVar("T")
 
@@ -248,9 +249,7 @@ class RerankClient:
     def _validate_query(query: str) -> bytes:
         if not isinstance(query, str):
             raise InvalidRequestError(f"query must be a string, got {type(query).__name__}")
-        if not query.strip():
-            raise InvalidRequestError("query is empty or only whitespace")
-        return _utf8(query, "query")
+        return _checked_utf8(query, "query")
 
     def _validate_texts(self, texts: Sequence[str], field: str) -> list[bytes]:
         if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
@@ -263,9 +262,7 @@ class RerankClient:
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InvalidRequestError(f"{field}[{index}] must be a string, got {type(text).__name__}")
-            if not text.strip():
-                raise InvalidRequestError(f"{field}[{index}] is empty or only whitespace")
-            encoded.append(_utf8(text, f"{field}[{index}]"))
+            encoded.append(_checked_utf8(text, f"{field}[{index}]"))
         return encoded
 
     def close(self) -> None:
@@ -279,11 +276,16 @@ class RerankClient:
         self.close()
 
 
-def _utf8(text: str, field: str) -> bytes:
+def _checked_utf8(text: str, field: str) -> bytes:
+    """The text as UTF-8, checked by the same rule the server applies."""
     try:
-        return text.encode("utf-8")
+        encoded = text.encode("utf-8")
     except UnicodeEncodeError as error:
         raise InvalidRequestError(f"{field} is not valid Unicode ({error.reason} at position {error.start})") from None
+    problem = text_problem(text, len(encoded))
+    if problem:
+        raise InvalidRequestError(f"{field} {problem}")
+    return encoded
 
 
 # While Triton starts or stops, a known model answers with one of these instead of UNAVAILABLE.

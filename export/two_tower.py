@@ -194,6 +194,7 @@ def _write_models(staging: Path, fields: dict, names: dict, towers: dict, encode
     rerank = staging / names["rerank_name"]
     repository.copy_resource("two_tower_rerank/model.py", rerank / "1" / "model.py")
     repository.copy_resource("artifacts.py", rerank / "1" / "artifacts.py")
+    repository.copy_resource("pair_encoding.py", rerank / "1" / "pair_encoding.py")
     repository.render("two_tower_rerank/config.pbtxt", rerank / "config.pbtxt", fields)
 
 

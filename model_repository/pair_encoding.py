@@ -19,6 +19,23 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 
+# Longest text accepted (UTF-8 bytes): far beyond any product title or description that
+# fits max_length tokens, small enough that one request cannot tie up the tokenizer.
+MAX_TEXT_BYTES = 65536
+
+
+def text_problem(text: str, encoded_bytes: int) -> Optional[str]:
+    """What is wrong with one query or product text, or None: the one rule the client and
+    the server's models share."""
+    if encoded_bytes > MAX_TEXT_BYTES:
+        return f"is {encoded_bytes} bytes, more than the {MAX_TEXT_BYTES} allowed"
+    if "\x00" in text:
+        return "contains a NUL character"
+    if not text.strip():
+        return "is empty or only whitespace"
+    return None
+
+
 @dataclass(frozen=True)
 class PaddedBatch:
     """Right-padded model inputs for a run of pairs (int64, shape [pairs, longest])."""

@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 # pair_encoding.py and artifacts.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from artifacts import ArtifactError, verify_artifacts  # noqa: E402
-from pair_encoding import PairEncoder  # noqa: E402
+from pair_encoding import PairEncoder, text_problem  # noqa: E402
 
 
 class TritonPythonModel:
@@ -102,16 +102,16 @@ def _read_pairs(request):
 
 
 def _decode(name, row, value):
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{name}[{row}] is not valid UTF-8 ({error.reason} at byte {error.start})")
-    if not isinstance(value, str):
-        raise ValueError(f"{name}[{row}] must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise ValueError(f"{name}[{row}] is empty or only whitespace")
-    return value
+    if not isinstance(value, bytes):
+        raise ValueError(f"{name}[{row}] must be UTF-8 bytes, got {type(value).__name__}")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{name}[{row}] is not valid UTF-8 ({error.reason} at byte {error.start})")
+    problem = text_problem(text, len(value))
+    if problem:
+        raise ValueError(f"{name}[{row}] {problem}")
+    return text
 
 
 def _error(message, code):

@@ -13,9 +13,10 @@ import sys
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-# artifacts.py is copied next to this file when the repository is built.
+# artifacts.py and pair_encoding.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from artifacts import ArtifactError, verify_artifacts  # noqa: E402
+from pair_encoding import text_problem  # noqa: E402
 
 REQUIRED_PARAMETERS = ("query_embed_model", "product_embed_model", "embed_max_batch_size", "scale", "bias")
 
@@ -110,11 +111,12 @@ def _texts(request, name):
     texts = []
     for row, value in enumerate(tensor.as_numpy().reshape(-1)):
         try:
-            text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+            text = value.decode("utf-8")
         except UnicodeDecodeError as error:
             raise ValueError(f"{name}[{row}] is not valid UTF-8 ({error.reason} at byte {error.start})")
-        if not text.strip():
-            raise ValueError(f"{name}[{row}] is empty or only whitespace")
+        problem = text_problem(text, len(value))
+        if problem:
+            raise ValueError(f"{name}[{row}] {problem}")
         texts.append(text)
     return texts
 

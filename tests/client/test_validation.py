@@ -9,7 +9,7 @@ from polyrank.server import free_port
 
 @pytest.fixture
 def offline_client():
-    with RerankClient(f"127.0.0.1:{free_port()}", timeout_s=2) as client:
+    with RerankClient(f"127.0.0.1:{free_port()}", timeout_s=2, retry_deadline_s=0) as client:
         yield client
 
 
@@ -27,6 +27,10 @@ def offline_client():
         ("shoes", ["ok", None], r"documents\[1\] must be a string, got NoneType"),
         ("shoes", ["ok", "  "], r"documents\[1\] is empty"),
         ("shoes", ["bad \ud800 surrogate"], r"documents\[0\] is not valid Unicode"),
+        ("shoes", ["ok", "x" * 1_048_576], r"documents\[1\] is 1048576 bytes, more than the 65536 allowed"),
+        ("shoes", ["nul \x00 inside"], r"documents\[0\] contains a NUL character"),
+        ("nul\x00query", ["a"], "query contains a NUL character"),
+        ("x" * 70_000, ["a"], "query is 70000 bytes, more than the 65536 allowed"),
     ],
 )
 def test_bad_input_raises_value_error_before_any_network_call(offline_client, query, documents, message):
