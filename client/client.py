@@ -39,6 +39,9 @@ class RerankClient:
             unreachable) is retried, with exponential backoff from `backoff_s` capped at
             `max_backoff_s`; then ServerUnavailableError. Scoring is idempotent, so a retry
             never double-counts. 0 turns retries off.
+        tls_ca: PEM CA certificate to verify a TLS server with (TLS is on when given).
+        tls_cert, tls_key: PEM client certificate and key, for a server that requires
+            mutual TLS.
 
     Example:
         >>> client = RerankClient("localhost:8001")
@@ -57,6 +60,9 @@ class RerankClient:
         retry_deadline_s: float = 30.0,
         backoff_s: float = 0.1,
         max_backoff_s: float = 2.0,
+        tls_ca: Optional[str] = None,
+        tls_cert: Optional[str] = None,
+        tls_key: Optional[str] = None,
     ):
         if retry_deadline_s < 0 or backoff_s <= 0 or max_backoff_s < backoff_s:
             raise ValueError(
@@ -68,7 +74,7 @@ class RerankClient:
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.max_documents = max_documents
-        self._grpc = grpcclient.InferenceServerClient(url)
+        self._grpc = grpcclient.InferenceServerClient(url, **_tls_options(tls_ca, tls_cert, tls_key))
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent_requests, thread_name_prefix="rerank")
         self._max_batch_size: Optional[int] = None
 
@@ -305,6 +311,16 @@ def _unavailable(error: InferenceServerException) -> bool:
         return False
     message = error.message() or ""
     return error.status() == "StatusCode.UNAVAILABLE" or any(m in message for m in TRANSIENT_MESSAGES)
+
+
+def _tls_options(ca: Optional[str], cert: Optional[str], key: Optional[str]) -> dict:
+    if ca is None:
+        if cert is not None or key is not None:
+            raise ValueError("a client certificate needs tls_ca (the CA that signed the server's certificate)")
+        return {}
+    if (cert is None) != (key is None):
+        raise ValueError("mutual TLS needs both tls_cert and tls_key")
+    return {"ssl": True, "root_certificates": ca, "certificate_chain": cert, "private_key": key}
 
 
 def _first_line(error: InferenceServerException) -> str:

@@ -27,6 +27,12 @@ def main(argv=None) -> int:
     serve.add_argument("--grpc-port", type=int, default=8001)
     serve.add_argument("--http-port", type=int, default=8000)
     serve.add_argument("--metrics-port", type=int, default=8002)
+    serve.add_argument("--tls-cert", type=Path, help="PEM server certificate: gRPC over TLS only")
+    serve.add_argument("--tls-key", type=Path, help="PEM server key")
+    serve.add_argument("--tls-ca", type=Path, help="PEM CA: mutual TLS, clients need a certificate it signed")
+    serve.add_argument("--model-control", action="store_true",
+                       help="open the load/unload API, only to calls with the admin key header "
+                            "set to $POLYRANK_ADMIN_KEY (closed by default)")
     rerank_cli.add_arguments(commands.add_parser("rerank", help="rerank products through a running server"))
     demo = commands.add_parser("demo", help="export, serve and rerank multilingual sample queries")
     demo.add_argument("--model", default=None, help="checkpoint (default: mmBERT-small-shaped, random weights)")
@@ -60,7 +66,10 @@ def main(argv=None) -> int:
         if args.command == "export":
             return export_cli.run_export(args)
         if args.command == "serve":
-            return _serve(args)
+            admin_key = os.environ.get("POLYRANK_ADMIN_KEY") if args.model_control else None
+            if args.model_control and not admin_key:
+                raise ValueError("--model-control needs the admin key in POLYRANK_ADMIN_KEY (16 characters or more)")
+            return _serve(args, admin_key)
         if args.command == "rerank":
             return rerank_cli.run(args)
         if args.command == "train":
@@ -131,7 +140,7 @@ def _distill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, admin_key: str | None) -> int:
     from polyrank.server import EmbeddedTritonServer, ServerConfig
 
     config = ServerConfig(
@@ -140,6 +149,10 @@ def _serve(args: argparse.Namespace) -> int:
         grpc_port=args.grpc_port,
         http_port=args.http_port,
         metrics_port=args.metrics_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_ca=args.tls_ca,
+        admin_key=admin_key,
     )
     # SIGTERM ends the wait like Ctrl-C does, so the server is always stopped.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -147,7 +160,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server.start()
         print(f"serving {args.repository} (pid {server.pid})")
-        print(f"  gRPC     {server.grpc_url}")
+        print(f"  gRPC     {server.grpc_url}" + (" (TLS)" if args.tls_cert else ""))
         print(f"  metrics  {server.metrics_url}")
         print("Ctrl-C to stop", flush=True)
         while server.process.poll() is None:

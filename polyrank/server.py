@@ -38,6 +38,11 @@ class ServerConfig:
         startup_timeout_s: how long to wait for readiness.
         log_path: server log file; a temporary file when not given.
         extra_args: more tritonserver flags.
+        tls_cert, tls_key: PEM server certificate and key: gRPC speaks TLS only.
+        tls_ca: PEM CA certificate: mutual TLS, clients must present a certificate it signed.
+        admin_key: opens the model-control API (load / unload; closed when None), and only
+            to calls carrying the header `triton-grpc-protocol-polyrank-admin-key: <admin_key>`
+            (gRPC) or `polyrank-admin-key: <admin_key>` (HTTP).
     """
 
     repository: Path
@@ -49,7 +54,27 @@ class ServerConfig:
     startup_timeout_s: float = 300.0
     log_path: Optional[Path] = None
     extra_args: Sequence[str] = ()
+    tls_cert: Optional[Path] = None
+    tls_key: Optional[Path] = None
+    tls_ca: Optional[Path] = None
+    admin_key: Optional[str] = None
 
+    def __post_init__(self):
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise ValueError("--tls-ca (mutual TLS) needs --tls-cert and --tls-key as well")
+        for path in (self.tls_cert, self.tls_key, self.tls_ca):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"TLS file {path} does not exist")
+        if self.admin_key is not None and len(self.admin_key) < 16:
+            raise ValueError("the admin key must be at least 16 characters")
+
+
+ADMIN_HEADER = "polyrank-admin-key"
+ADMIN_GRPC_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # Triton prefixes restricted gRPC headers
+# Every HTTP API but health: the HTTP endpoint only answers readiness probes unless asked.
+HTTP_APIS_BUT_HEALTH = "metadata,inference,shared-memory,model-config,statistics,trace,logging"
 
 class EmbeddedTritonServer:
     """A `tritonserver` subprocess; use as a context manager or call start()/stop().
@@ -102,6 +127,7 @@ class EmbeddedTritonServer:
             "--allow-cpu-metrics=true",
             "--exit-timeout-secs=10",
             "--log-verbose=0",
+            *self._access_args(),
             *self.config.extra_args,
         ]
         log = open(self.log_path, "ab")
@@ -117,26 +143,41 @@ class EmbeddedTritonServer:
             raise
         return self
 
-    def _wait_ready(self):
-        import tritonclient.grpc as grpcclient
+    def _access_args(self) -> list[str]:
+        """TLS, the model-control API and HTTP restrictions as tritonserver flags."""
+        config, args = self.config, []
+        if config.tls_cert is not None:
+            args += ["--grpc-use-ssl=true", f"--grpc-server-cert={config.tls_cert}", f"--grpc-server-key={config.tls_key}"]
+            if config.tls_ca is not None:
+                args += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={config.tls_ca}"]
+            # Plain HTTP would bypass TLS: it keeps only the health API (for the readiness
+            # probe); every other API needs a secret nobody is given.
+            args.append(f"--http-restricted-api={HTTP_APIS_BUT_HEALTH}:polyrank-closed={os.urandom(24).hex()}")
+        if config.admin_key is None:
+            return args  # Triton's default model-control mode "none": no load / unload API
+        return args + [
+            "--model-control-mode=explicit",
+            "--load-model=*",
+            f"--grpc-restricted-protocol=model-repository:{ADMIN_HEADER}={config.admin_key}",
+            f"--http-restricted-api=model-repository:{ADMIN_HEADER}={config.admin_key}",
+        ]
 
+    def _wait_ready(self):
+        """Polls the HTTP health API (open in every mode, TLS or not) until the server and the
+        ready_models are ready."""
         deadline = time.monotonic() + self.config.startup_timeout_s
-        client = grpcclient.InferenceServerClient(self.grpc_url)
-        try:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise ServerError(
-                        f"tritonserver exited with code {self.process.returncode} while starting: "
-                        f"{self.first_error()} (log: {self.log_path})"
-                    )
-                try:
-                    if client.is_server_ready() and all(client.is_model_ready(m) for m in self.config.ready_models):
-                        return
-                except Exception:  # not listening yet
-                    pass
-                time.sleep(0.25)
-        finally:
-            client.close()
+        probes = [f"http://{self.config.host}:{self.http_port}/v2/health/ready"] + [
+            f"http://{self.config.host}:{self.http_port}/v2/models/{model}/ready" for model in self.config.ready_models
+        ]
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(
+                    f"tritonserver exited with code {self.process.returncode} while starting: "
+                    f"{self.first_error()} (log: {self.log_path})"
+                )
+            if all(_answers_ok(url) for url in probes):
+                return
+            time.sleep(0.25)
         raise ServerError(
             f"tritonserver was not ready within {self.config.startup_timeout_s:.0f} s; "
             f"last log lines:\n{self.log_tail()}"
@@ -223,6 +264,14 @@ def _server_environment(binary: Path) -> dict:
     )
     environment["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), environment.get("PATH", "")))
     return environment
+
+
+def _answers_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:  # not listening yet, or not ready (HTTP 400)
+        return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
