@@ -294,8 +294,9 @@ def _checked_utf8(text: str, field: str) -> bytes:
     return encoded
 
 
-# While Triton starts or stops, a known model answers with one of these instead of UNAVAILABLE.
-TRANSIENT_MESSAGES = ("has no available versions", "is not ready")
+# While Triton starts or stops, a known model answers with one of these instead of UNAVAILABLE;
+# "is not healthy": a model's Python process died (polyrank serve restarts the server).
+TRANSIENT_MESSAGES = ("has no available versions", "is not ready", "is not healthy")
 # A full or too-slow scorer queue: Triton says UNAVAILABLE, but retrying would only add load.
 OVERLOAD_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
 
@@ -305,8 +306,8 @@ def _overloaded(error: InferenceServerException) -> bool:
 
 
 def _unavailable(error: InferenceServerException) -> bool:
-    """The server is down, starting or stopping: worth a retry (a wrong model name, or a
-    server at capacity, is not)."""
+    """The server is down, starting, stopping or restarting a dead model process: worth a
+    retry (a wrong model name, or a server at capacity, is not)."""
     if _overloaded(error):
         return False
     message = error.message() or ""

@@ -141,7 +141,7 @@ def _distill(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, admin_key: str | None) -> int:
-    from polyrank.server import EmbeddedTritonServer, ServerConfig
+    from polyrank.server import EmbeddedTritonServer, ServerConfig, supervise
 
     config = ServerConfig(
         repository=args.repository,
@@ -163,10 +163,8 @@ def _serve(args: argparse.Namespace, admin_key: str | None) -> int:
         print(f"  gRPC     {server.grpc_url}" + (" (TLS)" if args.tls_cert else ""))
         print(f"  metrics  {server.metrics_url}")
         print("Ctrl-C to stop", flush=True)
-        while server.process.poll() is None:
-            time.sleep(0.5)
-        print(f"tritonserver exited with code {server.process.returncode}; last log lines:\n{server.log_tail()}")
-        return 1
+        supervise(server, stop=lambda: False, log=lambda line: print(line, flush=True))
+        return 0
     except KeyboardInterrupt:
         print("stopping")
         return 0

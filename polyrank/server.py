@@ -89,6 +89,7 @@ class EmbeddedTritonServer:
         ports = [config.grpc_port, config.http_port, config.metrics_port]
         self.grpc_port, self.http_port, self.metrics_port = [p or free_port(config.host) for p in ports]
         self.process: Optional[subprocess.Popen] = None
+        self._stubs: dict[str, int] = {}
         self._workdir: Optional[tempfile.TemporaryDirectory] = None
         self.log_path: Optional[Path] = config.log_path
 
@@ -141,7 +142,31 @@ class EmbeddedTritonServer:
         except BaseException:
             self.stop()
             raise
+        self._stubs = self.python_stubs()
         return self
+
+    def python_stubs(self) -> dict[str, int]:
+        """{model instance (e.g. 'tokenizer_0_0'): pid} of this server's Python-backend processes."""
+        stubs = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            except OSError:
+                continue
+            if argv and argv[0].endswith("triton_python_backend_stub") and str(self.pid) in argv and len(argv) >= 2:
+                stubs[argv[-2]] = int(entry.name)
+        return stubs
+
+    def problem(self) -> Optional[str]:
+        """Why this server can no longer serve (it exited, or a model's Python process died:
+        Triton 2.51 neither restarts that process nor turns readiness false), or None."""
+        if self.process is None or self.process.poll() is not None:
+            code = None if self.process is None else self.process.returncode
+            return f"tritonserver exited (code {code})"
+        dead = sorted(name for name, pid in self._stubs.items() if not _running(pid))
+        return f"the Python process of {', '.join(dead)} died" if dead else None
 
     def _access_args(self) -> list[str]:
         """TLS, the model-control API and HTTP restrictions as tritonserver flags."""
@@ -264,6 +289,33 @@ def _server_environment(binary: Path) -> dict:
     )
     environment["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), environment.get("PATH", "")))
     return environment
+
+
+def supervise(server: EmbeddedTritonServer, stop, log=print, poll_s: float = 0.5, max_restarts: int = 5) -> int:
+    """Keeps `server` serving until `stop()` is true: when it exits or a model's Python
+    process dies, restarts it on the same ports (clients retry meanwhile). Returns the
+    number of restarts; raises ServerError after `max_restarts`."""
+    restarts = 0
+    while not stop():
+        problem = server.problem()
+        if problem is None:
+            time.sleep(poll_s)
+            continue
+        if restarts >= max_restarts:
+            raise ServerError(f"{problem}; gave up after {restarts} restarts (log: {server.log_path})")
+        restarts += 1
+        log(f"{problem}; restarting the server ({restarts}/{max_restarts})")
+        server.stop()
+        server.start()
+    return restarts
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a killed child its parent has not reaped yet is a zombie
 
 
 def _answers_ok(url: str) -> bool:

@@ -1,6 +1,8 @@
 """Faults: the server restarts under a stream of rerank calls; the client retries UNAVAILABLE
 with backoff, so every call returns correct scores or a clear error, and none is lost."""
 
+import os
+import signal
 import threading
 import time
 
@@ -11,7 +13,7 @@ from polyrank.client import RerankClient, ServerUnavailableError
 from polyrank.export.parity import torch_scores
 from polyrank.export.samples import SAMPLE_QUERIES
 from polyrank.model_repository.pair_encoding import PairEncoder
-from polyrank.server import EmbeddedTritonServer, ServerConfig, free_port
+from polyrank.server import EmbeddedTritonServer, ServerConfig, free_port, supervise
 from tests.conftest import TEST_MAX_LENGTH
 
 CALLS = 40
@@ -59,6 +61,29 @@ def test_restart_under_load_loses_no_call_and_returns_no_wrong_score(tiny_reposi
     assert not errors, f"calls failed across a {restart_s:.1f} s restart: {errors[:3]}"
     wrong = [i for i, (o, want) in enumerate(zip(outcomes, expected)) if np.abs(o[1] - want).max() > 1e-4]
     assert not wrong, f"wrong scores for calls {wrong}"
+
+
+def test_a_dead_tokenizer_process_restarts_the_server_and_no_call_is_lost(tiny_repository, tmp_path):
+    """Triton 2.51 neither restarts a dead Python-backend process nor turns readiness false:
+    the model answers INTERNAL "Stub process 'tokenizer_0_0' is not healthy" forever. The
+    supervisor (what `polyrank serve` runs) notices and restarts the server; the client retries."""
+    config = fixed_port_config(tiny_repository, tmp_path / "tritonserver.log")
+    server = EmbeddedTritonServer(config).start()
+    stop, restarts, messages = threading.Event(), [], []
+    watcher = threading.Thread(target=lambda: restarts.append(supervise(server, stop.is_set, messages.append, 0.2)))
+    watcher.start()
+    try:
+        with RerankClient(server.grpc_url, timeout_s=20, retry_deadline_s=90) as client:
+            before = client.score("shoes", ["running shoes", "coffee"])
+            os.kill(server.python_stubs()["tokenizer_0_0"], signal.SIGKILL)
+            after = [client.score("shoes", ["running shoes", "coffee"]) for _ in range(5)]
+    finally:
+        stop.set()
+        watcher.join(timeout=60)
+        server.stop()
+    assert restarts == [1], messages
+    assert messages == ["the Python process of tokenizer_0_0 died; restarting the server (1/5)"]
+    assert all(np.abs(scores - before).max() < 1e-6 for scores in after)
 
 
 def test_no_server_gives_up_after_the_retry_deadline_with_a_clear_error():
