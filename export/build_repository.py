@@ -244,20 +244,7 @@ def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, enco
     warmup = encoder.encode_padded([WARMUP_QUERY], [WARMUP_PRODUCT])
     warmup_length = warmup.input_ids.shape[1]
     fields = {
-        "max_batch_size": config.max_batch_size,
-        "merged_batch_size": config.max_batch_size * config.merge_requests,
-        "max_length": config.max_length,
-        "pad_id": encoder.pad_id,
-        "vocab_size": checkpoint.model.config.vocab_size,
-        "tokenizer_queue_delay_us": config.tokenizer_queue_delay_us,
-        "scorer_queue_delay_us": config.scorer_queue_delay_us,
-        "tokenizer_instances": config.tokenizer_instances,
-        "scorer_instances": config.scorer_instances,
-        "intra_op_threads": config.intra_op_threads,
-        "max_pairs_per_run": config.max_pairs_per_run,
-        "max_tokens_per_run": config.max_tokens_per_run,
-        **queue_fields(config),
-        "warmup_batch": WARMUP_BATCH,
+        **serving_fields(config, encoder.pad_id, checkpoint.model.config.vocab_size),
         "warmup_length": warmup_length,
         "output_name": "SCORES",
         "output_dims": 1,
@@ -294,8 +281,25 @@ def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, enco
     render("rerank/config.pbtxt", rerank_dir / "config.pbtxt", fields)
 
 
-def queue_fields(config: ExportConfig) -> dict:
-    return {"max_queue_size": config.max_queue_size, "queue_timeout_us": int(config.queue_timeout_s * 1e6)}
+def serving_fields(config: ExportConfig, pad_id: int, vocab_size: int) -> dict:
+    """The template fields every pipeline shares: batching, instances, run caps, queue bounds."""
+    return {
+        "max_batch_size": config.max_batch_size,
+        "merged_batch_size": config.max_batch_size * config.merge_requests,
+        "max_length": config.max_length,
+        "pad_id": pad_id,
+        "vocab_size": vocab_size,
+        "tokenizer_queue_delay_us": config.tokenizer_queue_delay_us,
+        "scorer_queue_delay_us": config.scorer_queue_delay_us,
+        "tokenizer_instances": config.tokenizer_instances,
+        "scorer_instances": config.scorer_instances,
+        "intra_op_threads": config.intra_op_threads,
+        "max_pairs_per_run": config.max_pairs_per_run,
+        "max_tokens_per_run": config.max_tokens_per_run,
+        "max_queue_size": config.max_queue_size,
+        "queue_timeout_us": int(config.queue_timeout_s * 1e6),
+        "warmup_batch": WARMUP_BATCH,
+    }
 
 
 WARMUP_QUERY = "wireless headphones"

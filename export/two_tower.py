@@ -142,25 +142,12 @@ def check_tower_parity(model: TwoTower, tower: str, dim: int, encoder: PairEncod
 def _fields(config: ExportConfig, names: dict, model: TwoTower, encoder: PairEncoder, dim: int) -> dict:
     return {
         **names,
-        "max_batch_size": config.max_batch_size,
-        "merged_batch_size": config.max_batch_size * config.merge_requests,
-        "max_length": config.max_length,
-        "pad_id": encoder.pad_id,
-        "vocab_size": model.query_encoder.config.vocab_size,
-        "tokenizer_queue_delay_us": config.tokenizer_queue_delay_us,
-        "scorer_queue_delay_us": config.scorer_queue_delay_us,
-        "tokenizer_instances": config.tokenizer_instances,
-        "scorer_instances": config.scorer_instances,
-        "intra_op_threads": config.intra_op_threads,
-        "max_pairs_per_run": config.max_pairs_per_run,
-        "max_tokens_per_run": config.max_tokens_per_run,
-        **repository.queue_fields(config),
+        **repository.serving_fields(config, encoder.pad_id, model.query_encoder.config.vocab_size),
         "embedding_dim": dim,
         "output_name": "EMBEDDINGS",
         "output_dims": dim,
         "scale": repr(model.scale.item()),
         "bias": repr(model.bias.item()),
-        "warmup_batch": repository.WARMUP_BATCH,
         **repository.token_type_fields(False, 0),
     }
 

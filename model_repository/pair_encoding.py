@@ -36,6 +36,21 @@ def text_problem(text: str, encoded_bytes: int) -> Optional[str]:
     return None
 
 
+def decode_text(name: str, row: int, value) -> str:
+    """One element of a BYTES input tensor as text; ValueError naming `name[row]` if it is not
+    valid UTF-8 or breaks `text_problem`."""
+    if not isinstance(value, bytes):
+        raise ValueError(f"{name}[{row}] must be UTF-8 bytes, got {type(value).__name__}")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{name}[{row}] is not valid UTF-8 ({error.reason} at byte {error.start})") from None
+    problem = text_problem(text, len(value))
+    if problem:
+        raise ValueError(f"{name}[{row}] {problem}")
+    return text
+
+
 @dataclass(frozen=True)
 class PaddedBatch:
     """Right-padded model inputs for a run of pairs (int64, shape [pairs, longest])."""

@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 # pair_encoding.py and artifacts.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from artifacts import ArtifactError, verify_artifacts  # noqa: E402
-from pair_encoding import PairEncoder, text_problem  # noqa: E402
+from pair_encoding import PairEncoder, decode_text  # noqa: E402
 
 
 class TritonPythonModel:
@@ -88,7 +88,7 @@ def _read_texts(request, name):
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
         raise ValueError(f"{name} is missing")
-    return [_decode(name, row, value) for row, value in enumerate(tensor.as_numpy().reshape(-1))]
+    return [decode_text(name, row, value) for row, value in enumerate(tensor.as_numpy().reshape(-1))]
 
 
 def _read_pairs(request):
@@ -99,19 +99,6 @@ def _read_pairs(request):
             f"QUERY has {len(queries)} rows but DOCUMENTS has {len(documents)}; send one query per document"
         )
     return queries, documents
-
-
-def _decode(name, row, value):
-    if not isinstance(value, bytes):
-        raise ValueError(f"{name}[{row}] must be UTF-8 bytes, got {type(value).__name__}")
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{name}[{row}] is not valid UTF-8 ({error.reason} at byte {error.start})")
-    problem = text_problem(text, len(value))
-    if problem:
-        raise ValueError(f"{name}[{row}] {problem}")
-    return text
 
 
 def _error(message, code):

@@ -16,7 +16,7 @@ import triton_python_backend_utils as pb_utils
 # artifacts.py and pair_encoding.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from artifacts import ArtifactError, verify_artifacts  # noqa: E402
-from pair_encoding import text_problem  # noqa: E402
+from pair_encoding import decode_text  # noqa: E402
 
 REQUIRED_PARAMETERS = ("query_embed_model", "product_embed_model", "embed_max_batch_size", "scale", "bias")
 
@@ -108,17 +108,7 @@ def _texts(request, name):
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
         raise ValueError(f"{name} is missing")
-    texts = []
-    for row, value in enumerate(tensor.as_numpy().reshape(-1)):
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{name}[{row}] is not valid UTF-8 ({error.reason} at byte {error.start})")
-        problem = text_problem(text, len(value))
-        if problem:
-            raise ValueError(f"{name}[{row}] {problem}")
-        texts.append(text)
-    return texts
+    return [decode_text(name, row, value) for row, value in enumerate(tensor.as_numpy().reshape(-1))]
 
 
 def _error(message, code):
