@@ -185,6 +185,7 @@ def test_serve_starts_the_server_and_stops_it_on_ctrl_c(tiny_repository):
         assert f"metrics  http://127.0.0.1:{ports[2]}/metrics" in text
         with RerankClient(f"127.0.0.1:{ports[0]}") as client:
             assert len(client.rerank("shoes", ["running shoes"])) == 1
+        assert listening_addresses(int(ports[0])) == {"127.0.0.1"}  # loopback only, by default
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
     finally:
@@ -192,7 +193,26 @@ def test_serve_starts_the_server_and_stops_it_on_ctrl_c(tiny_repository):
             process.kill()
             process.wait()
     with pytest.raises(Exception):
-        RerankClient(f"127.0.0.1:{ports[0]}", timeout_s=2).rerank("shoes", ["running shoes"])
+        RerankClient(f"127.0.0.1:{ports[0]}", timeout_s=2, retry_deadline_s=0).rerank("shoes", ["running shoes"])
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Addresses with a socket listening on `port` (/proc/net/tcp and tcp6; an IPv4-mapped
+    IPv6 address is given as IPv4, any other IPv6 one as its hex)."""
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, local_port = local.split(":")
+            if int(local_port, 16) != port or state != "0A":  # 0A: LISTEN
+                continue
+            if len(address) == 32 and address[:24] == "0000000000000000FFFF0000":
+                address = address[24:]
+            if len(address) == 8:
+                addresses.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+            else:
+                addresses.add(address)
+    return addresses
 
 
 def test_scorer_reports_real_and_computed_tokens_on_the_metrics_endpoint(triton_server, client, tiny_checkpoint):
