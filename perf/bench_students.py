@@ -131,7 +131,7 @@ def main() -> int:
     training = json.loads((RESULTS / "students_training.json").read_text())
     models = {
         "rerank": training["teacher_path"],
-        "shallow": training["shallow"][training["chosen_loss"]]["path"],
+        "shallow": training["shallow"]["path"],
         "two_tower": training["two_tower"]["path"],
     }
     args.workdir.mkdir(parents=True, exist_ok=True)
