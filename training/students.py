@@ -28,9 +28,11 @@ LAYER_KEY = re.compile(r"(^|\.)(layers?)\.(\d+)\.")
 
 
 def evenly_spaced_layers(total: int, keep: int) -> list[int]:
+    """First and last kept, the rest evenly between. Layer 0 always stays layer 0: ModernBERT's
+    first layer has no attention norm, so no other layer can take its place."""
     _check_layers(total, keep)
     if keep == 1:
-        return [total - 1]
+        return [0]
     return sorted({round(i * (total - 1) / (keep - 1)) for i in range(keep)})
 
 
