@@ -81,7 +81,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the final shallow student")
     parser.add_argument("--two-tower-lists", type=int, default=800)
     parser.add_argument("--layers", type=int, default=2, help="shallow student: teacher layers kept")
-    parser.add_argument("--learning-rate", type=float, default=3e-4, help="shallow students")
+    parser.add_argument("--learning-rate", type=float, default=5e-5, help="shallow students")
     parser.add_argument("--two-tower-learning-rate", type=float, default=1e-4)
     parser.add_argument("--temperature", type=float, default=1.0)
     args = parser.parse_args()

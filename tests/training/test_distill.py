@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from polyrank.evaluate import model_scorer
+from polyrank.export.quality import load_eval_set
 from polyrank.export.samples import SAMPLE_QUERIES
-from polyrank.training.losses import listnet, score_distillation
-from polyrank.training.distill import DistillConfig, distill, read_teacher_scores, write_teacher_scores
-from polyrank.training.students import bottom_layers, evenly_spaced_layers, is_two_tower, load_two_tower, with_layers
 from polyrank.export.to_onnx import load_checkpoint
+from polyrank.training.distill import DistillConfig, distill, read_teacher_scores, write_teacher_scores
+from polyrank.training.losses import listnet, score_distillation
+from polyrank.training.students import bottom_layers, evenly_spaced_layers, is_two_tower, load_two_tower, with_layers
 from tests.tiny_models import sharpened
 
 LISTS = [(s.query, list(s.products)) for s in SAMPLE_QUERIES]
@@ -99,8 +100,6 @@ def test_separate_towers_have_their_own_weights(bert_teacher, lists_file, tmp_pa
 
 def test_teacher_scores_written_once_are_reused(tiny_bert_dir, lists_file, tmp_path):
     scored = write_teacher_scores(str(tiny_bert_dir), lists_file, tmp_path / "scored.jsonl", max_length=64, log=lambda _: None)
-    from polyrank.export.quality import load_eval_set
-
     targets = read_teacher_scores(scored, load_eval_set(scored))
     teacher = model_scorer(str(tiny_bert_dir), 64)
     assert np.allclose(targets[0], teacher(*LISTS[0]), atol=1e-4)
