@@ -72,7 +72,7 @@ class DistillConfig:
 
 
 def teacher_scores(teacher, encoder: PairEncoder, lists, token_types: bool, batch_pairs=64, log=print) -> list[np.ndarray]:
-    """The teacher's logits for every list, computed in length-sorted batches."""
+    """The teacher's logits for every list, computed in batches sorted by text length."""
     pairs = [(i, q.query, d) for i, q in enumerate(lists) for d in q.documents]
     lengths = [len(q) + len(d) for _, q, d in pairs]
     order = np.argsort(lengths, kind="stable")
