@@ -105,8 +105,7 @@ class RerankClient:
             >>> client.rerank("炊飯器 5合", ["象印 IH炊飯器 5.5合", "電気ケトル"], return_documents=True)
             [{'index': 0, 'score': 2.9, 'document': '象印 IH炊飯器 5.5合'}, {'index': 1, ...}]
         """
-        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-            raise InvalidRequestError(f"top_k must be a positive integer or None, got {top_k!r}")
+        _check_top_k(top_k)
         scores = self.score(query, documents)
         order = np.argsort(-scores, kind="stable")[:top_k]
         ranked: list[RankedDocument] = []
@@ -158,9 +157,11 @@ class RerankClient:
     ) -> list[RankedDocument]:
         """Like `rerank`, against product embeddings from `embed` (two-tower students only):
         only the query is encoded on the server."""
-        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-            raise InvalidRequestError(f"top_k must be a positive integer or None, got {top_k!r}")
-        embeddings = np.asarray(embeddings, dtype=np.float32)
+        _check_top_k(top_k)
+        try:
+            embeddings = np.asarray(embeddings, dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise InvalidRequestError(f"embeddings must be a [documents, dim] array of numbers: {error}") from None
         if embeddings.ndim != 2 or not len(embeddings):
             raise InvalidRequestError(f"embeddings must be a non-empty [documents, dim] array, got shape {list(embeddings.shape)}")
         if len(embeddings) > self.max_documents:
@@ -312,6 +313,11 @@ def _unavailable(error: InferenceServerException) -> bool:
         return False
     message = error.message() or ""
     return error.status() == "StatusCode.UNAVAILABLE" or any(m in message for m in TRANSIENT_MESSAGES)
+
+
+def _check_top_k(top_k) -> None:
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise InvalidRequestError(f"top_k must be a positive integer or None, got {top_k!r}")
 
 
 def _tls_options(ca: Optional[str], cert: Optional[str], key: Optional[str]) -> dict:
