@@ -15,12 +15,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from perf.alternating import alternating_seconds  # noqa: E402
 from perf.in_process import InProcessOnnxRuntime  # noqa: E402
 from perf.trained_teacher import trained_minilm  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
@@ -84,21 +84,13 @@ def measure(repository: Path, workload, rounds: int) -> dict:
     """pairs/s in-process and through Triton, alternating per round."""
     encoder = PairEncoder.from_file(repository / "tokenizer" / "1" / "tokenizer.json", MAX_LENGTH)
     in_process = InProcessOnnxRuntime(repository / "scorer" / "1" / "model.onnx", encoder)
-    seconds = {"in_process": 0.0, "triton": 0.0}
     config = ServerConfig(repository=repository, grpc_port=0, http_port=0, metrics_port=0)
     with EmbeddedTritonServer(config) as server, RerankClient(server.grpc_url, timeout_s=300) as client:
         systems = {
             "in_process": lambda r: in_process.score(r.query, list(r.products)),
             "triton": lambda r: client.score(r.query, list(r.products)),
         }
-        for run in systems.values():
-            run(workload[0])  # warm-up
-        for _ in range(rounds):
-            for name, run in systems.items():
-                started = time.perf_counter()
-                for request in workload:
-                    run(request)
-                seconds[name] += time.perf_counter() - started
+        seconds = alternating_seconds(systems, workload, rounds)
     pairs = 100 * len(workload) * rounds
     return {f"{name}_pairs_per_s": round(pairs / value, 1) for name, value in seconds.items()}
 

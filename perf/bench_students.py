@@ -21,12 +21,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from perf.alternating import alternating_seconds  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
 from polyrank.client import RerankClient  # noqa: E402
 from polyrank.evaluate import evaluate_scores  # noqa: E402
@@ -70,22 +70,18 @@ def quality(client_for, eval_path: Path) -> dict:
 
 def speed(client_for, workload, rounds: int) -> dict:
     """pairs/s per system, rounds alternating; two-tower models also against precomputed embeddings."""
-    systems = {m: (lambda c: lambda r: c.score(r.query, list(r.products)))(client_for(m)) for m in SPEED_MODELS}
-    for model in SPEED_MODELS[2:]:
+    def texts(model):
+        client = client_for(model)
+        return lambda request: client.score(request.query, list(request.products))
+
+    def precomputed(model):
         client = client_for(model)
         catalogue = {r.query: client.embed(list(r.products)) for r in workload}  # ahead of time, untimed
-        systems[f"{model}_precomputed"] = (
-            lambda c, e: lambda r: c.rerank_embeddings(r.query, e[r.query])
-        )(client, catalogue)
-    for run in systems.values():
-        run(workload[0])  # warm-up
-    seconds = dict.fromkeys(systems, 0.0)
-    for _ in range(rounds):
-        for name, run in systems.items():
-            started = time.perf_counter()
-            for request in workload:
-                run(request)
-            seconds[name] += time.perf_counter() - started
+        return lambda request: client.rerank_embeddings(request.query, catalogue[request.query])
+
+    systems = {model: texts(model) for model in SPEED_MODELS}
+    systems.update({f"{model}_precomputed": precomputed(model) for model in SPEED_MODELS[2:]})
+    seconds = alternating_seconds(systems, workload, rounds)
     pairs = sum(len(r.products) for r in workload) * rounds
     per_s = {name: round(pairs / value, 1) for name, value in seconds.items()}
     return {"pairs_per_s": per_s, "vs_teacher": {n: round(v / per_s["rerank"], 2) for n, v in per_s.items()}}
