@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from polyrank.export.to_onnx import Checkpoint
-from polyrank.model_repository.pair_encoding import PairEncoder
+from polyrank.model_repository.pair_encoding import PaddedBatch, PairEncoder
 
 
 class ParityError(RuntimeError):
@@ -34,17 +34,20 @@ class ParityReport:
         return {**asdict(self), "passed": self.passed}
 
 
+def torch_inputs(batch: PaddedBatch, token_types: bool) -> dict[str, torch.Tensor]:
+    """A padded batch as a Hugging Face model's keyword arguments."""
+    inputs = {"input_ids": torch.from_numpy(batch.input_ids), "attention_mask": torch.from_numpy(batch.attention_mask)}
+    if token_types:
+        inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids)
+    return inputs
+
+
 def torch_scores(checkpoint: Checkpoint, encoder: PairEncoder, queries, documents) -> np.ndarray:
     """Reference scores from the PyTorch model, one padded batch."""
     batch = encoder.encode_padded(queries, documents)
-    inputs = {
-        "input_ids": torch.from_numpy(batch.input_ids),
-        "attention_mask": torch.from_numpy(batch.attention_mask),
-    }
-    if checkpoint.uses_token_type_ids:
-        inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids)
     with torch.no_grad():
-        return checkpoint.model(**inputs).logits.reshape(-1).float().numpy()
+        logits = checkpoint.model(**torch_inputs(batch, checkpoint.uses_token_type_ids)).logits
+    return logits.reshape(-1).float().numpy()
 
 
 def onnx_session(onnx_path: Path):

@@ -130,12 +130,11 @@ def export_tower(model: TwoTower, tower: str, dim: int, path: Path, opset: int) 
 def check_tower_parity(model: TwoTower, tower: str, dim: int, encoder: PairEncoder, path: Path) -> float:
     """Largest |ONNX - PyTorch| embedding component over the multilingual sample texts."""
     queries, documents = parity_pairs()
-    batch = encoder.encode_texts_padded(list(dict.fromkeys(queries)) + documents)
+    texts = list(dict.fromkeys(queries)) + documents
     with torch.no_grad():
-        expected = model.embed(
-            tower, torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask), dim
-        ).numpy()
-    actual = onnx_session(path).run(["EMBEDDINGS"], batch.feed(["INPUT_IDS", "ATTENTION_MASK"]))[0]
+        expected = model.embed_texts(encoder, tower, texts, dim).numpy()
+    feed = encoder.encode_texts_padded(texts).feed(["INPUT_IDS", "ATTENTION_MASK"])
+    actual = onnx_session(path).run(["EMBEDDINGS"], feed)[0]
     return float(np.abs(actual - expected).max())
 
 

@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from polyrank.export.parity import torch_inputs
 from polyrank.export.quality import load_eval_set
 from polyrank.export.to_onnx import load_checkpoint
 from polyrank.jsonl import read_jsonl
@@ -192,10 +193,7 @@ def _padded(batch):
 
 
 def _cross_encoder_logits(model, batch, token_types: bool):
-    inputs = {"input_ids": torch.from_numpy(batch.input_ids), "attention_mask": torch.from_numpy(batch.attention_mask)}
-    if token_types:
-        inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids)
-    return model(**inputs).logits.reshape(-1)
+    return model(**torch_inputs(batch, token_types)).logits.reshape(-1)
 
 
 def _shallow_scores(student, encoder, batch, token_types: bool):
@@ -226,9 +224,7 @@ def _two_tower_scores(student: TwoTower, encoder, batch):
 
 def _embed(student: TwoTower, encoder, tower, texts):
     """(full, reduced-or-None) normalised embeddings, one encoder pass."""
-    batch = encoder.encode_texts_padded(texts)
-    ids, attention = torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask)
-    full = student.embed(tower, ids, attention)
+    full = student.embed_texts(encoder, tower, texts)
     if student.reduced_dim is None:
         return full, None
     # Renormalising the cut of a normalised vector gives the cut of the projection, normalised.

@@ -112,16 +112,16 @@ class TwoTower(torch.nn.Module):
         """scale * cosine + bias for matching rows (both already normalised)."""
         return self.scale * (query_embeddings * product_embeddings).sum(dim=-1) + self.bias
 
+    def embed_texts(self, encoder, tower: str, texts, dim: Optional[int] = None):
+        """`embed` for texts, encoded with the pair encoder's single-text template."""
+        batch = encoder.encode_texts_padded(list(texts))
+        return self.embed(tower, torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask), dim)
+
     @torch.no_grad()
     def score_texts(self, encoder, query: str, documents, dim: Optional[int] = None):
         """Scores (numpy float32) of `documents` for `query`, with embeddings cut to `dim`."""
-        query_batch, product_batch = encoder.encode_texts_padded([query]), encoder.encode_texts_padded(documents)
-        query_embedding = self.embed(
-            "query", torch.from_numpy(query_batch.input_ids), torch.from_numpy(query_batch.attention_mask), dim
-        )
-        product_embeddings = self.embed(
-            "product", torch.from_numpy(product_batch.input_ids), torch.from_numpy(product_batch.attention_mask), dim
-        )
+        query_embedding = self.embed_texts(encoder, "query", [query], dim)
+        product_embeddings = self.embed_texts(encoder, "product", documents, dim)
         return self.score(query_embedding, product_embeddings).float().numpy()
 
     def save(self, folder: Path, tokenizer, source: dict) -> None:

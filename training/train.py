@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from polyrank.export.parity import torch_inputs
 from polyrank.jsonl import read_jsonl
 from polyrank.model_repository.pair_encoding import PairEncoder
 
@@ -79,13 +80,7 @@ def train_cross_encoder(config: TrainConfig, log=print) -> Path:
         for start in range(0, len(pairs), config.batch_size):
             batch = pairs[start : start + config.batch_size]
             padded = encoder.encode_padded([q for q, _, _ in batch], [d for _, d, _ in batch])
-            inputs = {
-                "input_ids": torch.from_numpy(padded.input_ids),
-                "attention_mask": torch.from_numpy(padded.attention_mask),
-            }
-            if uses_token_types:
-                inputs["token_type_ids"] = torch.from_numpy(padded.token_type_ids)
-            logits = model(**inputs).logits.reshape(-1)
+            logits = model(**torch_inputs(padded, uses_token_types)).logits.reshape(-1)
             loss = loss_function(logits, torch.tensor([label for _, _, label in batch]))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
