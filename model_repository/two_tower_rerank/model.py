@@ -89,10 +89,10 @@ class TritonPythonModel:
         return rows, None, vectors.astype(np.float32, copy=False)
 
     def _embed(self, model, texts):
-        """Embeddings [len(texts), dim] from an embed ensemble, in calls of at most `chunk` texts."""
+        """Embeddings [len(texts), dim] of UTF-8 texts from an embed ensemble, in calls of at most `chunk`."""
         parts = []
         for start in range(0, len(texts), self.chunk):
-            batch = np.array([t.encode("utf-8") for t in texts[start : start + self.chunk]], dtype=object)
+            batch = np.array(texts[start : start + self.chunk], dtype=object)
             response = pb_utils.InferenceRequest(
                 model_name=model,
                 requested_output_names=["EMBEDDINGS"],
@@ -105,10 +105,14 @@ class TritonPythonModel:
 
 
 def _texts(request, name):
+    """The UTF-8 bytes of input `name`, each checked by the text rule and passed on as they came."""
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
         raise ValueError(f"{name} is missing")
-    return [decode_text(name, row, value) for row, value in enumerate(tensor.as_numpy().reshape(-1))]
+    values = list(tensor.as_numpy().reshape(-1))
+    for row, value in enumerate(values):
+        decode_text(name, row, value)
+    return values
 
 
 def _error(message, code):
