@@ -76,7 +76,7 @@ class RerankClient:
         self.max_documents = max_documents
         self._grpc = grpcclient.InferenceServerClient(url, **_tls_options(tls_ca, tls_cert, tls_key))
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent_requests, thread_name_prefix="rerank")
-        self._max_batch_size: Optional[int] = None
+        self._batch_sizes: dict[str, int] = {}  # model -> max_batch_size, read once each
 
     def rerank(
         self,
@@ -182,15 +182,15 @@ class RerankClient:
     @property
     def max_batch_size(self) -> int:
         """Most pairs the server accepts in one request (read once from the model config)."""
-        if self._max_batch_size is None:
-            self._max_batch_size = self._batch_size_of(self.model_name)
-        return self._max_batch_size
+        return self._batch_size_of(self.model_name)
 
     def _batch_size_of(self, model: str) -> int:
-        config = self._with_retries(
-            lambda timeout: self._grpc.get_model_config(model, as_json=True, client_timeout=timeout)
-        )
-        return int(config["config"].get("max_batch_size", 0)) or 1
+        if model not in self._batch_sizes:
+            config = self._with_retries(
+                lambda timeout: self._grpc.get_model_config(model, as_json=True, client_timeout=timeout)
+            )
+            self._batch_sizes[model] = int(config["config"].get("max_batch_size", 0)) or 1
+        return self._batch_sizes[model]
 
     def _with_retries(self, call: Callable[[float], T]) -> T:
         """Runs `call(timeout)`; retries while the server is unavailable (down, starting or
