@@ -8,7 +8,13 @@ from polyrank.evaluate import model_scorer
 from polyrank.export.quality import load_eval_set
 from polyrank.export.samples import SAMPLE_QUERIES
 from polyrank.export.to_onnx import load_checkpoint
-from polyrank.training.distill import DistillConfig, distill, read_teacher_scores, write_teacher_scores
+from polyrank.training.distill import (
+    DistillConfig,
+    distill,
+    length_bucketed_batches,
+    read_teacher_scores,
+    write_teacher_scores,
+)
 from polyrank.training.losses import listnet, score_distillation
 from polyrank.training.students import bottom_layers, evenly_spaced_layers, is_two_tower, load_two_tower, with_layers
 from tests.tiny_models import sharpened
@@ -121,3 +127,23 @@ def test_layer_choice_and_bad_settings(lists_file, tmp_path):
         DistillConfig(teacher="t", student="two-tower", data=lists_file, output=tmp_path / "o", loss="hinge")
     with pytest.raises(ValueError, match="does not exist"):
         DistillConfig(teacher="t", student="two-tower", data=tmp_path / "missing.jsonl", output=tmp_path / "o")
+
+
+def test_length_bucketed_batches_cover_every_list_once_and_pad_less():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    examples = [(SimpleNamespace(query="q" * int(rng.integers(1, 80)), documents=["d" * int(rng.integers(1, 80))]), i)
+                for i in range(1000)]
+    batches = length_bucketed_batches(examples, lists_per_batch=8, batches_per_pool=8)
+    assert sorted(i for batch in batches for _, i in batch) == list(range(1000))
+    assert all(len(batch) == 8 for batch in batches)
+
+    def padded_characters(batches):
+        lengths = [[len(q.query) + len(q.documents[0]) for q, _ in batch] for batch in batches]
+        return sum(max(row) * len(row) for row in lengths)
+
+    shuffled = [examples[i : i + 8] for i in range(0, 1000, 8)]
+    assert padded_characters(batches) < 0.8 * padded_characters(shuffled)
+    first_items = [batch[0][1] for batch in batches]
+    assert first_items != sorted(first_items)  # batch order is random, not by length
