@@ -3,8 +3,9 @@
     .venv/bin/python perf/bench_students.py [--requests 8] [--rounds 2]
 
 Needs perf/train_students.py to have run (it writes perf/results/students_training.json).
-1. One repository: the MiniLM teacher (`rerank`), the shallow student (`shallow`), the
-   two-tower student at 128 dimensions (`two_tower`) and at its reduced 16 (`two_tower_16`).
+1. One repository: the MiniLM teacher (`rerank`), the shallow students (`shallow_K`, K of
+   the teacher's layers), the two-tower student at 128 dimensions (`two_tower`) and at its
+   reduced 16 (`two_tower_16`).
 2. Quality through Triton on the 200 held-out labelled WDC queries: NDCG@10 / MRR@10 / MAP,
    each as a share of the teacher's.
 3. Speed, rounds alternating, on the multilingual 100-product workload: pairs/s of each model
@@ -40,26 +41,27 @@ from polyrank.training.unlabeled import write_unlabeled_lists  # noqa: E402
 
 RESULTS = ROOT / "perf" / "results"
 MAX_LENGTH = 128
-SPEED_MODELS = ("rerank", "shallow", "two_tower", "two_tower_16")
+REDUCED_DIM = 16
 
 
-def build(output: Path, models: dict[str, str], reduced_dim: int, log) -> Path:
-    """teacher + students into one repository (rebuilt each run)."""
+def build(output: Path, models: dict[str, str], log) -> tuple[str, ...]:
+    """The teacher (`rerank`) and the students (named by `models`' keys; `two_tower` also at
+    REDUCED_DIM) into one repository, rebuilt each run; returns the served model names."""
     settings = dict(output=output, max_length=MAX_LENGTH, overwrite=True)
     build_repository(ExportConfig(model=models["rerank"], **settings), log)
-    build_repository(ExportConfig(model=models["shallow"], name="shallow", add=True, **settings), log)
-    build_repository(ExportConfig(model=models["two_tower"], name="two_tower", add=True, **settings), log)
-    build_repository(
-        ExportConfig(model=models["two_tower"], name=f"two_tower_{reduced_dim}", embedding_dim=reduced_dim,
-                     add=True, **settings), log,
-    )
-    return output
+    for name, path in models.items():
+        if name != "rerank":
+            build_repository(ExportConfig(model=path, name=name, add=True, **settings), log)
+    reduced = f"two_tower_{REDUCED_DIM}"
+    build_repository(ExportConfig(model=models["two_tower"], name=reduced, embedding_dim=REDUCED_DIM,
+                                  add=True, **settings), log)
+    return (*models, reduced)
 
 
-def quality(client_for, eval_path: Path) -> dict:
+def quality(client_for, names: tuple[str, ...], eval_path: Path) -> dict:
     eval_set = load_eval_set(eval_path)
     report = {}
-    for model in SPEED_MODELS:
+    for model in names:
         client = client_for(model)
         report[model] = evaluate_scores(eval_set, [client.score(q.query, list(q.documents)) for q in eval_set])
     teacher = report["rerank"]
@@ -68,7 +70,7 @@ def quality(client_for, eval_path: Path) -> dict:
     return report
 
 
-def speed(client_for, workload, rounds: int) -> dict:
+def speed(client_for, names: tuple[str, ...], workload, rounds: int) -> dict:
     """pairs/s per system, rounds alternating; two-tower models also against precomputed embeddings."""
     def texts(model):
         client = client_for(model)
@@ -79,8 +81,8 @@ def speed(client_for, workload, rounds: int) -> dict:
         catalogue = {r.query: client.embed(list(r.products)) for r in workload}  # ahead of time, untimed
         return lambda request: client.rerank_embeddings(request.query, catalogue[request.query])
 
-    systems = {model: texts(model) for model in SPEED_MODELS}
-    systems.update({f"{model}_precomputed": precomputed(model) for model in SPEED_MODELS[2:]})
+    systems = {model: texts(model) for model in names}
+    systems.update({f"{model}_precomputed": precomputed(model) for model in names if model.startswith("two_tower")})
     seconds = alternating_seconds(systems, workload, rounds)
     pairs = sum(len(r.products) for r in workload) * rounds
     per_s = {name: round(pairs / value, 1) for name, value in seconds.items()}
@@ -109,10 +111,11 @@ def mmbert_path(cache: Path, workdir: Path, workload, rounds: int, log) -> dict:
     shallow = distill(DistillConfig(student="shallow", layers=6, output=workdir / "mmbert-shallow", **common), log)
     two_tower = distill(DistillConfig(student="two-tower", dim=128, reduced_dim=16,
                                       output=workdir / "mmbert-two-tower", **common), log)
-    models = {"rerank": teacher, "shallow": str(shallow), "two_tower": str(two_tower)}
-    repository = build(workdir / "mmbert-repository", models, 16, log)
-    return {"teacher": teacher, "shallow_layers": 6, "lists": 16,
-            **serve(repository, SPEED_MODELS, lambda client_for: speed(client_for, workload, rounds))}
+    models = {"rerank": teacher, "shallow_6": str(shallow), "two_tower": str(two_tower)}
+    repository = workdir / "mmbert-repository"
+    names = build(repository, models, log)
+    return {"teacher": teacher, "lists": 16,
+            **serve(repository, names, lambda client_for: speed(client_for, names, workload, rounds))}
 
 
 def main() -> int:
@@ -127,22 +130,23 @@ def main() -> int:
     training = json.loads((RESULTS / "students_training.json").read_text())
     models = {
         "rerank": training["teacher_path"],
-        "shallow": training["shallow"]["path"],
+        **{f"shallow_{layers}": student["path"] for layers, student in training["shallow"].items()},
         "two_tower": training["two_tower"]["path"],
     }
     args.workdir.mkdir(parents=True, exist_ok=True)
-    repository = build(args.workdir / "minilm-repository", models, 16, log)
+    repository = args.workdir / "minilm-repository"
+    names = build(repository, models, log)
     workload = make_workload(queries=args.requests, candidates=100, seed=0)
 
     def minilm(client_for):
-        return {"quality": quality(client_for, Path(training["eval_path"])),
-                **speed(client_for, workload, args.rounds)}
+        return {"quality": quality(client_for, names, Path(training["eval_path"])),
+                **speed(client_for, names, workload, args.rounds)}
 
     report = {
         "command": "perf/bench_students.py " + " ".join(sys.argv[1:]),
         "max_length": MAX_LENGTH,
         "workload": f"{args.requests} multilingual queries x 100 products, {args.rounds} alternating rounds",
-        "minilm": {"models": models, **serve(repository, SPEED_MODELS, minilm)},
+        "minilm": {"models": models, **serve(repository, names, minilm)},
     }
     print(json.dumps(report["minilm"], indent=2), flush=True)
     if not args.skip_mmbert:

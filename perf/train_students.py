@@ -6,11 +6,12 @@
    splits; titles of the 200 held-out WDC test queries left out), 8 products each (the
    query's WDC candidates, then the titles sharing the most words with it), scored once
    by the teacher (1500 lists).
-2. Loss comparison on a small budget: a shallow cross-encoder (2 of the teacher's 6 layers)
-   per listwise loss on the first --compare-lists lists, each evaluated on the held-out
+2. Loss comparison on a small budget: the two-tower student (dim 128, reduced 16) per
+   listwise loss on the first --compare-lists lists, each evaluated on the held-out
    labelled WDC test queries; the best NDCG@10 picks the loss.
-3. The shallow student with that loss on --lists lists for --epochs; the two-tower student
-   (dim 128, reduced 16) on --two-tower-lists lists; both evaluated.
+3. A shallow student per depth in --layers (2, 3 and 4 of 6: the quality each depth buys)
+   with that loss on --lists lists for --epochs; the two-tower student (dim 128, reduced 16)
+   on --two-tower-lists lists; all evaluated.
 
 Students are cached in ~/.cache/polyrank/students/ (delete to retrain); results go to
 perf/results/students_training.json. perf/bench_students.py then serves and times them.
@@ -74,13 +75,21 @@ def student(cache: Path, name: str, **settings) -> Path:
     return folder
 
 
+def depths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer counts such as 2,3,4, got {text!r}") from None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare-lists", type=int, default=400, help="lists per loss in the comparison (1 epoch)")
-    parser.add_argument("--lists", type=int, default=1500, help="lists for the final shallow student")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of the final shallow student")
+    parser.add_argument("--lists", type=int, default=1500, help="lists for the shallow students")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs of the shallow students")
     parser.add_argument("--two-tower-lists", type=int, default=800)
-    parser.add_argument("--layers", type=int, default=2, help="shallow student: teacher layers kept")
+    parser.add_argument("--layers", type=depths, default=(2, 3, 4),
+                        help="shallow students' depths (teacher layers kept), comma-separated")
     parser.add_argument("--learning-rate", type=float, default=5e-5, help="shallow students")
     parser.add_argument("--two-tower-learning-rate", type=float, default=1e-4)
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -98,25 +107,31 @@ def main() -> int:
     }
     print(f"teacher: {report['teacher']}", flush=True)
 
-    def shallow(lists, epochs, loss):
-        name = f"shallow-{args.layers}-{loss}-{lists}-lr{args.learning_rate:g}-t{args.temperature:g}-e{epochs}"
-        return student(cache, name, teacher=str(teacher), data=unlabeled_lists(cache, teacher, held_out, lists),
-                       student="shallow", layers=args.layers, loss=loss, epochs=epochs,
+    def shallow(loss, layers):
+        name = f"shallow-{layers}-{loss}-{args.lists}-lr{args.learning_rate:g}-t{args.temperature:g}-e{args.epochs}"
+        return student(cache, name, teacher=str(teacher), data=unlabeled_lists(cache, teacher, held_out, args.lists),
+                       student="shallow", layers=layers, loss=loss, epochs=args.epochs,
                        learning_rate=args.learning_rate, temperature=args.temperature)
 
+    def two_tower(loss, lists):
+        name = f"two-tower-128-16-{loss}-{lists}-lr{args.two_tower_learning_rate:g}-t{args.temperature:g}-e1"
+        return student(cache, name, teacher=str(teacher), data=unlabeled_lists(cache, teacher, held_out, lists),
+                       student="two-tower", dim=128, reduced_dim=16, loss=loss, epochs=1,
+                       learning_rate=args.two_tower_learning_rate, temperature=args.temperature)
+
+    # Compared on the two-tower student: it learns within this budget, so the losses can differ.
     for loss in LISTWISE_LOSSES:
-        report["loss_comparison"][loss] = evaluate(shallow(args.compare_lists, 1, loss))
-        print(f"shallow {loss}: {report['loss_comparison'][loss]}", flush=True)
+        report["loss_comparison"][loss] = evaluate(two_tower(loss, args.compare_lists))
+        print(f"two-tower {loss}: {report['loss_comparison'][loss]}", flush=True)
     best = max(report["loss_comparison"], key=lambda loss: report["loss_comparison"][loss]["ndcg@10"])
     report["chosen_loss"] = best
-    folder = shallow(args.lists, args.epochs, best)
-    report["shallow"] = {"path": str(folder), **evaluate(folder)}
-    print(f"shallow: {report['shallow']}", flush=True)
+    report["shallow"] = {}
+    for layers in args.layers:
+        folder = shallow(best, layers)
+        report["shallow"][str(layers)] = {"path": str(folder), **evaluate(folder)}
+        print(f"shallow, {layers} layers: {report['shallow'][str(layers)]}", flush=True)
 
-    name = f"two-tower-128-16-{best}-{args.two_tower_lists}-lr{args.two_tower_learning_rate:g}-t{args.temperature:g}-e1"
-    folder = student(cache, name, teacher=str(teacher), data=unlabeled_lists(cache, teacher, held_out, args.two_tower_lists),
-                     student="two-tower", dim=128, reduced_dim=16, loss=best, epochs=1,
-                     learning_rate=args.two_tower_learning_rate, temperature=args.temperature)
+    folder = two_tower(best, args.two_tower_lists)
     report["two_tower"] = {"path": str(folder), "dim_128": evaluate(folder), "dim_16": evaluate(folder, 16)}
     print(f"two-tower: {report['two_tower']}", flush=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
