@@ -122,7 +122,7 @@ def _add_distill_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dim", type=int, default=128, help="two-tower embedding size (default 128)")
     parser.add_argument("--reduced-dim", type=int, help="two-tower: also train the first N components alone")
     parser.add_argument("--separate-towers", action="store_true", help="two-tower: query and product weights apart")
-    parser.add_argument("--loss", choices=LISTWISE_LOSSES, default="listnet", help="listwise loss (default listnet)")
+    parser.add_argument("--loss", choices=LISTWISE_LOSSES, default="lambdaloss", help="listwise loss (default lambdaloss)")
     parser.add_argument("--temperature", type=float, default=1.0, help="teacher-score temperature (default 1)")
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the pointwise score loss")
     parser.add_argument("--epochs", type=int, default=1)

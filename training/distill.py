@@ -43,7 +43,7 @@ class DistillConfig:
     dim: int = 128
     reduced_dim: Optional[int] = None
     separate_towers: bool = False
-    loss: str = "listnet"
+    loss: str = "lambdaloss"  # best of the four on the two-tower student (perf/results/students_training.json)
     temperature: float = 1.0
     distill_weight: float = 1.0
     epochs: int = 1

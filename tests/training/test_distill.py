@@ -77,8 +77,9 @@ def test_shallow_student_keeps_teacher_layers_and_learns(modernbert_teacher, lis
     bottom, kept = with_layers(teacher, 2, "bottom")
     assert kept == [0, 1] and bottom.config.layer_types == teacher.config.layer_types[:2]
     assert torch.equal(bottom.model.layers[1].attn.Wqkv.weight, teacher.model.layers[1].attn.Wqkv.weight)
-    # the bottom two of four layers: without the decisive last layer, far enough from the teacher
-    settings = dict(student="shallow", layers=2, layer_choice="bottom")
+    # the bottom two of four layers: without the decisive last layer, far enough from the teacher;
+    # ListNet, the loss distillation_loss measures (LambdaLoss widens margins beyond the teacher's)
+    settings = dict(student="shallow", layers=2, layer_choice="bottom", loss="listnet")
     untrained = run(modernbert_teacher, lists_file, tmp_path / "untrained", 0.0, **settings)
     trained = run(modernbert_teacher, lists_file, tmp_path / "trained", 3e-3, **settings)
     assert distillation_loss(trained, modernbert_teacher) < 0.5 * distillation_loss(untrained, modernbert_teacher)
