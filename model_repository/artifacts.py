@@ -1,5 +1,6 @@
-"""Refuse to serve files that differ from the export: every Python-backend model checks the
-sha256 of each artifact in its version folder against its manifest.json at load.
+"""Load-time checks every Python-backend model makes: its config names the parameters it
+needs, and each artifact in its version folder has the sha256 its manifest.json lists
+(refuse to serve files that differ from the export).
 
 Copied next to each model.py when a repository is built; standard library only.
 """
@@ -11,8 +12,26 @@ import os
 MANIFEST = "manifest.json"
 
 
-class ArtifactError(RuntimeError):
+class ModelSetupError(RuntimeError):
+    """A model cannot load: its config lacks a parameter, or an artifact check failed."""
+
+
+class ArtifactError(ModelSetupError):
     """A model file is missing, corrupt or changed since `polyrank export` wrote it."""
+
+
+def checked_setup(args: dict, model: str, required_parameters) -> tuple[dict, dict, str]:
+    """(config, string parameters, version folder) of the model Triton is loading, from the
+    `args` of its initialize(); ModelSetupError if a required parameter is missing or an
+    artifact differs from the manifest."""
+    config = json.loads(args["model_config"])
+    parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+    missing = [name for name in required_parameters if name not in parameters]
+    if missing:
+        raise ModelSetupError(f"{model} requires parameters {missing} in config.pbtxt, got {sorted(parameters)}")
+    version_dir = os.path.join(args["model_repository"], args["model_version"])
+    verify_artifacts(version_dir)
+    return config, parameters, version_dir
 
 
 def verify_artifacts(version_dir: str) -> int:

@@ -1,10 +1,12 @@
-"""A model file that differs from its manifest.json is refused at load, with a message naming the file."""
+"""A model file that differs from its manifest.json is refused at load, with a message naming
+the file; so is a config that lacks a parameter the model needs."""
 
+import json
 import shutil
 
 import pytest
 
-from polyrank.model_repository.artifacts import ArtifactError, verify_artifacts
+from polyrank.model_repository.artifacts import ArtifactError, ModelSetupError, checked_setup, verify_artifacts
 from polyrank.server import EmbeddedTritonServer, ServerConfig, ServerError
 
 
@@ -46,3 +48,20 @@ def test_server_refuses_to_load_a_tampered_model(repository_copy, tmp_path):
     )
     with pytest.raises(ServerError, match=r"scorer/1/model.onnx does not match manifest.json"):
         EmbeddedTritonServer(config).start()
+
+
+def test_setup_check_returns_the_parameters_or_names_the_missing_ones(repository_copy):
+    def args(parameters):
+        config = {"parameters": {k: {"string_value": v} for k, v in parameters.items()}}
+        return {"model_config": json.dumps(config), "model_repository": str(repository_copy / "tokenizer"),
+                "model_version": "1"}
+
+    config, parameters, version_dir = checked_setup(args({"max_length": "64", "pad_id": "0"}), "tokenizer",
+                                                    ("max_length", "pad_id"))
+    assert parameters == {"max_length": "64", "pad_id": "0"}
+    assert version_dir == str(repository_copy / "tokenizer" / "1")
+    with pytest.raises(ModelSetupError, match=r"tokenizer requires parameters \['pad_id'\] in config.pbtxt"):
+        checked_setup(args({"max_length": "64"}), "tokenizer", ("max_length", "pad_id"))
+    (repository_copy / "tokenizer" / "1" / "tokenizer.json").write_text("{}")
+    with pytest.raises(ArtifactError, match="tokenizer.json does not match"):
+        checked_setup(args({"max_length": "64", "pad_id": "0"}), "tokenizer", ("max_length", "pad_id"))

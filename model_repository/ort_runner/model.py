@@ -8,7 +8,6 @@ run in chunks capped by pairs and by tokens, so a chunk is padded only to its ow
 member; outputs are then scattered back to their requests.
 """
 
-import json
 import os
 import sys
 
@@ -18,7 +17,7 @@ import triton_python_backend_utils as pb_utils
 
 # artifacts.py is copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from artifacts import ArtifactError, verify_artifacts  # noqa: E402
+from artifacts import ModelSetupError, checked_setup  # noqa: E402
 
 REQUIRED_PARAMETERS = (
     "execution_providers",
@@ -33,13 +32,10 @@ REQUIRED_PARAMETERS = (
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        missing = [name for name in REQUIRED_PARAMETERS if name not in parameters]
-        if missing:
-            raise pb_utils.TritonModelException(
-                f"scorer requires parameters {missing} in config.pbtxt, got {sorted(parameters)}"
-            )
+        try:
+            config, parameters, version_dir = checked_setup(args, "scorer", REQUIRED_PARAMETERS)
+        except ModelSetupError as error:
+            raise pb_utils.TritonModelException(str(error))
         providers = [p.strip() for p in parameters["execution_providers"].split(",") if p.strip()]
         available = ort.get_available_providers()
         unavailable = [p for p in providers if p not in available]
@@ -52,11 +48,6 @@ class TritonPythonModel:
         options.intra_op_num_threads = int(parameters["intra_op_threads"])
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        version_dir = os.path.join(args["model_repository"], args["model_version"])
-        try:
-            verify_artifacts(version_dir)
-        except ArtifactError as error:
-            raise pb_utils.TritonModelException(str(error))
         self.session = ort.InferenceSession(
             os.path.join(version_dir, "model.onnx"), options, providers=providers
         )

@@ -6,7 +6,6 @@ Every request the dynamic batcher hands over is tokenized in one call of the tok
 each request then gets its own output, padded only to its own longest row.
 """
 
-import json
 import os
 import sys
 
@@ -14,23 +13,15 @@ import triton_python_backend_utils as pb_utils
 
 # pair_encoding.py and artifacts.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from artifacts import ArtifactError, verify_artifacts  # noqa: E402
+from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from pair_encoding import PairEncoder, decode_text  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        for required in ("max_length", "pad_id"):
-            if required not in parameters:
-                raise pb_utils.TritonModelException(
-                    f"tokenizer requires parameter '{required}' in config.pbtxt, got {sorted(parameters)}"
-                )
-        version_dir = os.path.join(args["model_repository"], args["model_version"])
         try:
-            verify_artifacts(version_dir)
-        except ArtifactError as error:
+            config, parameters, version_dir = checked_setup(args, "tokenizer", ("max_length", "pad_id"))
+        except ModelSetupError as error:
             raise pb_utils.TritonModelException(str(error))
         self.encoder = PairEncoder.from_file(
             os.path.join(version_dir, "tokenizer.json"),

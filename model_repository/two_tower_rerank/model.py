@@ -6,7 +6,6 @@ request) of every request the batcher hands over through the embed ensembles (BL
 then scores each row as scale * cosine + bias, the scale the student was trained on.
 """
 
-import json
 import os
 import sys
 
@@ -15,7 +14,7 @@ import triton_python_backend_utils as pb_utils
 
 # artifacts.py and pair_encoding.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from artifacts import ArtifactError, verify_artifacts  # noqa: E402
+from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from pair_encoding import decode_text  # noqa: E402
 
 REQUIRED_PARAMETERS = ("query_embed_model", "product_embed_model", "embed_max_batch_size", "scale", "bias")
@@ -23,16 +22,9 @@ REQUIRED_PARAMETERS = ("query_embed_model", "product_embed_model", "embed_max_ba
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        missing = [name for name in REQUIRED_PARAMETERS if name not in parameters]
-        if missing:
-            raise pb_utils.TritonModelException(
-                f"two-tower rerank requires parameters {missing} in config.pbtxt, got {sorted(parameters)}"
-            )
         try:
-            verify_artifacts(os.path.join(args["model_repository"], args["model_version"]))
-        except ArtifactError as error:
+            config, parameters, _ = checked_setup(args, "two-tower rerank", REQUIRED_PARAMETERS)
+        except ModelSetupError as error:
             raise pb_utils.TritonModelException(str(error))
         self.query_model = parameters["query_embed_model"]
         self.product_model = parameters["product_embed_model"]
