@@ -9,7 +9,6 @@ import argparse
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from polyrank.client import cli as rerank_cli
