@@ -106,26 +106,16 @@ class RerankClient:
             [{'index': 0, 'score': 2.9, 'document': '象印 IH炊飯器 5.5合'}, {'index': 1, ...}]
         """
         _check_top_k(top_k)
-        scores = self.score(query, documents)
-        order = np.argsort(-scores, kind="stable")[:top_k]
-        ranked: list[RankedDocument] = []
-        for index in order:
-            item: RankedDocument = {"index": int(index), "score": float(scores[index])}
-            if return_documents:
-                item["document"] = documents[index]
-            ranked.append(item)
+        ranked = _best_first(self.score(query, documents), top_k)
+        if return_documents:
+            for item in ranked:
+                item["document"] = documents[item["index"]]
         return ranked
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """Raw relevance scores (float32), in the order of `documents`."""
         encoded_query, encoded_documents = self._validate(query, documents)
-        chunk = self.max_batch_size
-        starts = range(0, len(encoded_documents), chunk)
-        futures = [
-            self._pool.submit(self._infer, encoded_query, encoded_documents[start : start + chunk])
-            for start in starts
-        ]
-        return np.concatenate([future.result() for future in futures])
+        return self._in_chunks(lambda rows: self._infer(encoded_query, rows), encoded_documents, self.max_batch_size)
 
     def embed(self, texts: Sequence[str], model_name: Optional[str] = None) -> np.ndarray:
         """Product embeddings from a two-tower student's embed model, to store ahead of time.
@@ -145,12 +135,7 @@ class RerankClient:
         """
         model = model_name or f"{self.model_name}_embed"
         encoded = self._validate_texts(texts, "texts")
-        chunk = self._batch_size_of(model)
-        futures = [
-            self._pool.submit(self._infer_embeddings, model, encoded[start : start + chunk])
-            for start in range(0, len(encoded), chunk)
-        ]
-        return np.concatenate([future.result() for future in futures])
+        return self._in_chunks(lambda rows: self._infer_embeddings(model, rows), encoded, self._batch_size_of(model))
 
     def rerank_embeddings(
         self, query: str, embeddings: np.ndarray, top_k: Optional[int] = None
@@ -171,13 +156,14 @@ class RerankClient:
         if not np.isfinite(embeddings).all():
             raise InvalidRequestError("embeddings holds NaN or infinite values")
         encoded_query = self._validate_query(query)
-        chunk = self.max_batch_size
-        futures = [
-            self._pool.submit(self._infer, encoded_query, None, embeddings[start : start + chunk])
-            for start in range(0, len(embeddings), chunk)
-        ]
-        scores = np.concatenate([future.result() for future in futures])
-        return [{"index": int(i), "score": float(scores[i])} for i in np.argsort(-scores, kind="stable")[:top_k]]
+        scores = self._in_chunks(lambda rows: self._infer(encoded_query, None, rows), embeddings, self.max_batch_size)
+        return _best_first(scores, top_k)
+
+    def _in_chunks(self, run: Callable[[Sequence], np.ndarray], rows: Sequence, chunk: int) -> np.ndarray:
+        """run() on consecutive chunks of at most `chunk` rows (the model's max_batch_size), in
+        flight at once on the pool; the results joined in row order."""
+        futures = [self._pool.submit(run, rows[start : start + chunk]) for start in range(0, len(rows), chunk)]
+        return np.concatenate([future.result() for future in futures])
 
     @property
     def max_batch_size(self) -> int:
@@ -313,6 +299,11 @@ def _unavailable(error: InferenceServerException) -> bool:
         return False
     message = error.message() or ""
     return error.status() == "StatusCode.UNAVAILABLE" or any(m in message for m in TRANSIENT_MESSAGES)
+
+
+def _best_first(scores: np.ndarray, top_k: Optional[int]) -> list[RankedDocument]:
+    """The top_k (all when None) indices and scores, best first; ties keep input order."""
+    return [{"index": int(i), "score": float(scores[i])} for i in np.argsort(-scores, kind="stable")[:top_k]]
 
 
 def _check_top_k(top_k) -> None:
