@@ -87,7 +87,7 @@ def main() -> int:
     parser.add_argument("--compare-lists", type=int, default=400, help="lists per loss in the comparison (1 epoch)")
     parser.add_argument("--lists", type=int, default=1500, help="lists for the shallow students")
     parser.add_argument("--epochs", type=int, default=1, help="epochs of the shallow students")
-    parser.add_argument("--two-tower-lists", type=int, default=800)
+    parser.add_argument("--two-tower-lists", type=int, default=400, help="lists for the final two-tower student")
     parser.add_argument("--layers", type=depths, default=(2, 3, 4),
                         help="shallow students' depths (teacher layers kept), comma-separated")
     parser.add_argument("--learning-rate", type=float, default=5e-5, help="shallow students")
