@@ -153,8 +153,10 @@ def _serve(args: argparse.Namespace, admin_key: str | None) -> int:
         tls_ca=args.tls_ca,
         admin_key=admin_key,
     )
-    # SIGTERM ends the wait like Ctrl-C does, so the server is always stopped.
+    # SIGTERM ends the wait like Ctrl-C does, so the server is always stopped. SIGINT is set
+    # too: a process started in the background by a non-interactive shell inherits it ignored.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     server = EmbeddedTritonServer(config)
     try:
         server.start()
