@@ -21,6 +21,7 @@ def trained_minilm(cache: Path) -> tuple[Path, Path]:
 
     if not WDC.exists():
         raise SystemExit(f"{WDC} is absent: the trained MiniLM needs the WDC data in ../shared/data")
+    cache.mkdir(parents=True, exist_ok=True)
     folder = cache / "minilm-wdc"
     eval_set = cache / "wdc-test-rerank.jsonl"
     if not eval_set.exists():
