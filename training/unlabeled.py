@@ -13,13 +13,11 @@ from __future__ import annotations
 import csv
 import json
 import random
-import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-WORD = re.compile(r"\w+")
-
+from polyrank.training.similar_titles import word_overlap_index
 from polyrank.training.wdc import read_pairs
 
 
@@ -53,7 +51,7 @@ def write_unlabeled_lists(
             groups[query].append(document)
     pool = sorted({t for q, docs in groups.items() for t in (q, *docs)} - excluded)
     rng = random.Random(seed)
-    similar = _word_overlap_index(pool)
+    similar = word_overlap_index(pool)
     queries = [q for q in sorted(groups) if q not in excluded]
     if max_lists is not None and len(queries) > max_lists:
         queries = rng.sample(queries, max_lists)  # random order: any prefix is a random subset
@@ -75,26 +73,3 @@ def write_unlabeled_lists(
             stream.write(json.dumps({"query": query, "documents": documents}, ensure_ascii=False) + "\n")
             lists, pairs = lists + 1, pairs + len(documents)
     return {"lists": lists, "pairs": pairs, "wdc_files": len(wdc_files), "promap_files": len(promap_files)}
-
-
-def _words(text: str) -> set[str]:
-    return set(WORD.findall(text.lower()))
-
-
-def _word_overlap_index(titles: list[str], max_document_frequency: int = 200):
-    """A function (query, k) -> the k titles sharing the most words with the query (words in
-    more than `max_document_frequency` titles are too common to tell products apart)."""
-    index: dict[str, list[int]] = defaultdict(list)
-    for number, title in enumerate(titles):
-        for word in _words(title):
-            index[word].append(number)
-
-    def similar(query: str, k: int) -> list[str]:
-        shared = Counter()
-        for word in _words(query):
-            postings = index.get(word, ())
-            if len(postings) <= max_document_frequency:
-                shared.update(postings)
-        return [titles[number] for number, _ in shared.most_common(k)]
-
-    return similar
