@@ -1,7 +1,9 @@
-"""A small built-in multilingual product sample: parity checks and the demo use it."""
+"""A small built-in multilingual product sample: parity checks, the demo and the quality gate
+use it; and the per-language product vocabulary the benchmark workload is built from."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 
@@ -125,7 +127,90 @@ LONG_PRODUCT = (
 def parity_pairs() -> tuple[list[str], list[str]]:
     """The sample pairs plus long products that reach past a local attention window."""
     queries, products = sample_pairs()
-    for repeat in (2, 4, 8):
+    for product in long_products():
         queries.append(SAMPLE_QUERIES[0].query)
-        products.append(" ".join([LONG_PRODUCT] * repeat))
+        products.append(product)
     return queries, products
+
+
+def long_products() -> list[str]:
+    return [" ".join([LONG_PRODUCT] * repeat) for repeat in (2, 4, 8)]
+
+
+# Product vocabulary per language (the sample's eight), for synthetic product titles.
+LANGUAGES = ("en", "de", "fr", "es", "ru", "zh", "ja", "ar")
+NO_SPACES = ("zh", "ja")
+
+WORDS = {
+    "en": "wireless headphones running shoes men women coffee machine grinder stainless steel bottle phone case "
+    "transparent charger cable keyboard mechanical watch waterproof smart kettle glass rice cooker backpack laptop "
+    "black white size pack set cotton leather portable bluetooth noise cancelling fast charging battery hours".split(),
+    "de": "kabellose Kopfhörer Laufschuhe Herren Damen Kaffeemaschine Mahlwerk Edelstahl Trinkflasche Handyhülle "
+    "durchsichtig Ladegerät Kabel Tastatur mechanisch Uhr wasserdicht Wasserkocher Glas Reiskocher Rucksack "
+    "schwarz weiß Größe Packung Baumwolle Leder tragbar Geräuschunterdrückung Akku Stunden".split(),
+    "fr": "casque sans fil chaussures de course homme femme machine à café broyeur acier inoxydable gourde coque "
+    "transparente chargeur câble clavier mécanique montre étanche bouilloire verre cuiseur riz sac à dos noir "
+    "blanc taille lot coton cuir portable réduction de bruit batterie heures".split(),
+    "es": "auriculares inalámbricos zapatillas running hombre mujer cafetera molinillo acero inoxidable botella "
+    "funda transparente cargador cable teclado mecánico reloj resistente al agua hervidor vidrio arrocera mochila "
+    "negro blanco talla paquete algodón cuero portátil cancelación de ruido batería horas".split(),
+    "ru": "беспроводные наушники кроссовки мужские женские кофемашина кофемолка нержавеющая сталь бутылка чехол "
+    "прозрачный зарядное устройство кабель клавиатура механическая часы водонепроницаемые чайник стекло "
+    "рисоварка рюкзак черный белый размер набор хлопок кожа шумоподавление аккумулятор часов".split(),
+    "zh": "无线 耳机 跑步鞋 男款 女款 咖啡机 磨豆 不锈钢 水杯 手机壳 透明 充电器 数据线 键盘 机械 手表 防水 智能 "
+    "电水壶 玻璃 电饭煲 背包 笔记本 黑色 白色 尺码 套装 纯棉 真皮 便携 蓝牙 降噪 快充 电池 小时".split(),
+    "ja": "ワイヤレス イヤホン ランニングシューズ メンズ レディース コーヒーメーカー ミル ステンレス ボトル "
+    "スマホケース 透明 充電器 ケーブル キーボード メカニカル 腕時計 防水 電気ケトル ガラス 炊飯器 リュック "
+    "ブラック ホワイト サイズ セット 綿 本革 ノイズキャンセリング バッテリー 時間".split(),
+    "ar": "سماعات لاسلكية أحذية جري رجالي نسائي ماكينة قهوة مطحنة فولاذ مقاوم للصدأ زجاجة جراب شفاف شاحن كابل "
+    "لوحة مفاتيح ميكانيكية ساعة مقاومة للماء غلاية زجاج طباخ أرز حقيبة ظهر أسود أبيض مقاس مجموعة قطن جلد".split(),
+}
+BRANDS = "Sony Bose Nike Adidas Philips Bosch Logitech Samsung Apple Xiaomi Zojirushi Tiger DeLonghi Anker".split()
+
+
+def product_words(rng: random.Random) -> int:
+    """Words per product: median about 10, long tail (about 8-60 tokens, rarely ~256)."""
+    return max(2, min(120, int(rng.lognormvariate(2.35, 0.6))))
+
+
+def join_words(language: str, words: list[str]) -> str:
+    return ("" if language in NO_SPACES else " ").join(words)
+
+
+def synthetic_product(language: str, rng: random.Random) -> str:
+    """A product title of the language's vocabulary: a brand, some words, maybe a size."""
+    words = WORDS[language]
+    text = [rng.choice(BRANDS)] + [rng.choice(words) for _ in range(product_words(rng))]
+    if rng.random() < 0.5:
+        text.append(f"{rng.randint(1, 999)}{rng.choice(['ml', 'W', 'cm', 'GB', ''])}")
+    return join_words(language, text)
+
+
+def gate_lists(candidates: int = 100, seed: int = 0) -> list[tuple[str, tuple[str, ...]]]:
+    """The quality gate's built-in lists: each sample query with `candidates` products, as a
+    first-stage retriever would hand them over: its own five, the other queries' products,
+    then synthetic titles in its language (the vocabulary overlaps the query: hard cases)."""
+    rng = random.Random(seed)
+    everything = [p for s in SAMPLE_QUERIES for p in s.products]
+    lists = []
+    for sample in SAMPLE_QUERIES:
+        products = list(dict.fromkeys([*sample.products, *everything]))[:candidates]
+        while len(products) < candidates:
+            products.append(synthetic_product(sample.language, rng))
+        lists.append((sample.query, tuple(products)))
+    return lists
+
+
+def calibration_lists(candidates: int = 50, seed: int = 1) -> list[tuple[str, tuple[str, ...]]]:
+    """Built-in int8 calibration lists: each sample query with its own products, synthetic
+    titles in its language (another seed than the gate's lists, which judge the result) and,
+    for the first, the long products that cross a local attention window."""
+    rng = random.Random(seed)
+    lists = []
+    for sample in SAMPLE_QUERIES:
+        products = list(sample.products)
+        while len(products) < candidates:
+            products.append(synthetic_product(sample.language, rng))
+        lists.append((sample.query, tuple(products)))
+    lists[0] = (lists[0][0], lists[0][1] + tuple(long_products()))
+    return lists
