@@ -22,15 +22,17 @@ import numpy as np
 
 import polyrank
 from polyrank.export.config import ExportConfig
-from polyrank.export.optimize import convert_to_fp16, fuse_for_onnxruntime
-from polyrank.export.parity import check_onnx_parity, onnx_scores, onnx_session, torch_scores
-from polyrank.export.quality import GateThresholds, QualityGateError, compare_rankings, load_eval_set
-from polyrank.export.quantize import quantize_int8_dynamic, quantize_int8_static
-from polyrank.export.samples import parity_pairs
+from polyrank.export.gate import QualityGate, Trial, fastest_passing, format_table
+from polyrank.export.optimize import fuse_for_onnxruntime
+from polyrank.export.parity import check_onnx_parity
+from polyrank.export.precisions import AUTO, PrecisionUnavailable, ScorerFiles, auto_candidates, build_scorer_files, openvino_options
+from polyrank.export.quality import EvalQuery, QualityGateError, load_eval_set
+from polyrank.export.samples import calibration_lists, parity_pairs
 from polyrank.export.tensorrt import build_plan, require_tensorrt
-from polyrank.export.to_onnx import Checkpoint, export_onnx, load_checkpoint
+from polyrank.export.to_onnx import Checkpoint, export_onnx, load_checkpoint, position_limit, resolve_max_length
 from polyrank.model_repository.artifacts import sha256_of
 from polyrank.model_repository.pair_encoding import PairEncoder
+from polyrank.model_repository.runtimes import RuntimeSetupError, instruction_set
 
 TEMPLATES = resources.files("polyrank.model_repository")
 MANIFEST = "manifest.json"
@@ -39,8 +41,9 @@ REPOSITORY_SOURCES = (
     "artifacts.py",
     "tokenizer/model.py",
     "tokenizer/config.pbtxt",
-    "ort_runner/model.py",
-    "ort_runner/config.pbtxt",
+    "runtimes.py",
+    "scorer/model.py",
+    "scorer/config.pbtxt",
     "onnx_native/config.pbtxt",
     "tensorrt_plan/config.pbtxt",
     "rerank/config.pbtxt",
@@ -62,9 +65,11 @@ def build_repository(config: ExportConfig, log=print) -> Path:
 
     Raises:
         FileExistsError: the output exists and `overwrite` is not set.
-        ValueError: the checkpoint cannot be loaded or is not a one-logit cross-encoder.
+        ValueError: the checkpoint cannot be loaded, is not a one-logit cross-encoder, or
+            `max_length` is above its position limit.
         ParityError: the fp32 ONNX graph scores differently from PyTorch.
         QualityGateError: the written precision ranks unlike PyTorch fp32 (unless `force`).
+        PrecisionUnavailable: bf16 on a CPU without bf16 instructions (unless `allow_f32_fallback`).
         TensorRTUnavailable: `engine` is tensorrt and this machine has no GPU or no TensorRT.
     """
     from polyrank.training.students import is_two_tower
@@ -78,8 +83,13 @@ def build_repository(config: ExportConfig, log=print) -> Path:
     check_destination(config, list(names.values()))
     if config.engine == "tensorrt":
         require_tensorrt()  # before minutes of export work
+    if config.precision == "bf16":
+        openvino_options("bf16", config.allow_f32_fallback, log=lambda _: None)  # refuse before any work
     log(f"loading {config.model}")
     checkpoint = load_checkpoint(config.model)
+    limit = position_limit(checkpoint.model.config)
+    fingerprint = build_fingerprint(config)  # of what was asked, so a rerun with the same request matches
+    config = dataclasses.replace(config, max_length=resolve_max_length(config.max_length, limit, config.model))
     encoder = PairEncoder(checkpoint.tokenizer, config.max_length, checkpoint.pad_id)
 
     staging = output.with_name(output.name + ".partial")
@@ -88,7 +98,7 @@ def build_repository(config: ExportConfig, log=print) -> Path:
         scorer_version = staging / names["scorer_name"] / "1"
         scorer_version.mkdir(parents=True)
         fp32_path = staging / "fp32.onnx"
-        log(f"exporting ONNX (opset {config.opset})")
+        log(f"exporting ONNX (opset {config.opset}, max length {config.max_length})")
         started = time.perf_counter()
         export_onnx(checkpoint, fp32_path, config.opset)
         export_seconds = time.perf_counter() - started
@@ -99,43 +109,37 @@ def build_repository(config: ExportConfig, log=print) -> Path:
             f"parity vs PyTorch on {parity.pairs} multilingual pairs: max |diff| "
             f"{parity.max_abs_diff:.2e}, same order per query: {parity.same_order_per_query}"
         )
-        graph_path, fusions = fp32_path, {}
-        if config.engine == "onnxruntime" and config.precision != "int8-static":
-            graph_path = staging / "fused.onnx"
-            fusions = fuse_for_onnxruntime(fp32_path, graph_path)
+        candidates = auto_candidates() if config.precision == AUTO else [config.precision]
+        fused_path, fusions = fp32_path, {}
+        if config.engine == "onnxruntime" and {"fp32", "fp16", "int8-dynamic"} & set(candidates):
+            fused_path = staging / "fused.onnx"
+            fusions = fuse_for_onnxruntime(fp32_path, fused_path)
             log(f"ONNX Runtime fusions: {_describe_fusions(fusions)}")
-        model_path = staging / "model.onnx"
-        quantization = _convert(config, fp32_path, graph_path, model_path, encoder, log)
-        gate = _quality_gate(config, checkpoint, encoder, model_path)
-        log(
-            f"quality gate ({config.precision} vs PyTorch fp32, {gate.queries} queries): mean Spearman "
-            f"{gate.mean_spearman:.4f}, reference-NDCG@10 {gate.mean_reference_ndcg_at_10:.4f}, "
-            f"top-10 overlap {gate.mean_top10_overlap:.3f}"
-        )
-        if gate.failures():
-            message = f"{config.precision} model failed the quality gate: {'; '.join(gate.failures())}"
-            if not config.force:
-                raise QualityGateError(message + " (pass --force to write it anyway)")
-            log(f"WARNING: {message}; writing it anyway (--force)")
+        chosen, rows = _choose_scorer(config, checkpoint, encoder, candidates, fp32_path, fused_path, staging, log)
+
         engine = None
         if config.engine == "tensorrt":
             log(f"building TensorRT plan: pairs {config.profile_batch}, tokens {config.profile_length} (min, opt, max)")
             engine = build_plan(
-                model_path, scorer_version / "model.plan", checkpoint.input_names,
+                chosen.files.model_path, scorer_version / "model.plan", checkpoint.input_names,
                 config.profile_batch, config.profile_length,
             )
         else:
-            model_path.rename(scorer_version / "model.onnx")
-        _write_models(staging, config, checkpoint, encoder, names)
+            for name, path in chosen.files.files.items():
+                path.rename(scorer_version / name)
+        _write_models(staging, config, checkpoint, encoder, names, chosen.files)
         export_facts = {
             "polyrank_version": polyrank.__version__,
             "created_unix": int(time.time()),
             "source": _describe_source(config.model, checkpoint),
             "target": config.target,
-            "precision": config.precision,
-            "quantization": quantization,
+            "precision": chosen.files.precision,
+            "requested_precision": config.precision,
+            "runtime": chosen.runtime,
+            "instruction_set": instruction_set(),
+            "quantization": chosen.files.conversion,
             "engine": config.engine,
-            "onnxruntime_fusions": fusions,
+            "onnxruntime_fusions": fusions if chosen.files.runtime == "onnxruntime" else {},
             "tensorrt": engine,
             "max_length": config.max_length,
             "tokenizer_template": tokenizer_template(encoder),
@@ -143,12 +147,13 @@ def build_repository(config: ExportConfig, log=print) -> Path:
             "opset": config.opset,
             "export_seconds": round(export_seconds, 1),
             "parity": parity.as_dict(),
-            "quality_gate": gate.as_dict(),
+            "quality_gate": {**chosen.verdict.report.as_dict(), "pairs_per_s": chosen.verdict.pairs_per_s},
+            "precision_choice": rows if config.precision == AUTO else None,
             "exported_on": platform.platform(),
-            "build_fingerprint": build_fingerprint(config),
+            "build_fingerprint": fingerprint,
         }
-        for leftover in staging.glob("*.onnx"):
-            leftover.unlink()
+        for leftover in [*staging.glob("*.onnx"), staging / "candidates"]:
+            remove(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
         for version_dir in (staging / names["tokenizer_name"] / "1", scorer_version):
             write_manifest(version_dir, export_facts)
         install(staging, config)
@@ -156,6 +161,66 @@ def build_repository(config: ExportConfig, log=print) -> Path:
         remove(staging)
     log(f"wrote Triton model repository {output}" + (f" (models {', '.join(names.values())})" if config.add else ""))
     return output
+
+
+def _choose_scorer(config, checkpoint, encoder, candidates, fp32_path, fused_path, staging, log) -> tuple[Trial, list]:
+    """Builds each candidate precision, judges it with the quality gate and returns the one
+    to serve (with auto: the fastest that passes) and the comparison rows."""
+    eval_set = load_eval_set(config.eval)
+    log(f"quality gate: scoring {sum(len(q.documents) for q in eval_set)} pairs ({len(eval_set)} lists) with PyTorch fp32")
+    gate = QualityGate(checkpoint, encoder, eval_set, config.gate)
+    calibration = calibration_pairs(config.calibration)
+    trials, rows = [], []
+    for precision in candidates:
+        try:
+            files = build_scorer_files(
+                precision, fp32_path, fused_path, staging / "candidates" / precision, encoder, calibration,
+                getattr(checkpoint.model.config, "intermediate_size", None), config.allow_f32_fallback, log,
+            )
+            runtime = files.open(threads=config.intra_op_threads)
+        except (PrecisionUnavailable, RuntimeSetupError, ValueError) as error:
+            if config.precision != AUTO:
+                raise
+            rows.append({"precision": precision, "unavailable": str(error)})
+            continue
+        trial = Trial(files, runtime.describe(), gate.judge(runtime))
+        trials.append(trial)
+        rows.append(trial.row())
+        report = trial.verdict.report
+        log(
+            f"quality gate ({precision} vs PyTorch fp32, {report.queries} lists of {report.mean_candidates:g}): top-1 "
+            f"fidelity {report.top1_fidelity:.3f}, top-10 fidelity {report.top10_fidelity:.3f}, clear-pair "
+            f"concordance {report.clear_pair_concordance:.4f}{_label_figures(report)}; "
+            f"{trial.verdict.pairs_per_s:.1f} pairs/s in-process ({trial.runtime.get('inference_precision', precision)})"
+        )
+    if config.precision == AUTO:
+        log(format_table(rows))
+        chosen = fastest_passing(trials)
+        if chosen is None:
+            raise QualityGateError(f"no precision passed the quality gate on this machine: {rows}")
+        log(f"chose {chosen.files.precision}: the fastest that passed the gate on this CPU ({instruction_set()})")
+        return chosen, rows
+    chosen = trials[0]
+    failures = chosen.verdict.report.failures()
+    if failures:
+        message = f"{config.precision} model failed the quality gate: {'; '.join(failures)}"
+        if not config.force:
+            raise QualityGateError(message + " (pass --force to write it anyway)")
+        log(f"WARNING: {message}; writing it anyway (--force)")
+    return chosen, rows
+
+
+def _label_figures(report) -> str:
+    if not report.label_metrics:
+        return ""
+    reference, candidate = report.label_metrics["reference"], report.label_metrics["candidate"]
+    return f", label NDCG@10 {candidate['ndcg@10']:.4f} (fp32 {reference['ndcg@10']:.4f})"
+
+
+def calibration_pairs(path) -> tuple[list[str], list[str]]:
+    """(queries, documents) to calibrate int8 on: the lists in `path`, or the built-in ones."""
+    lists = load_eval_set(path) if path else [EvalQuery(q, d) for q, d in calibration_lists()]
+    return [q.query for q in lists for _ in q.documents], [d for q in lists for d in q.documents]
 
 
 def check_destination(config: ExportConfig, model_folders: list[str]) -> None:
@@ -199,47 +264,9 @@ def _describe_fusions(fusions: dict[str, int]) -> str:
     return ", ".join(f"{count} {name}" for name, count in fusions.items()) or "none applied"
 
 
-def _convert(config: ExportConfig, fp32_path: Path, graph_path: Path, model_path: Path, encoder: PairEncoder, log):
-    """Writes the scorer graph in the requested precision; returns how it was converted.
-
-    `graph_path` is the graph the engine runs (fused for ONNX Runtime, except int8-static,
-    whose QDQ graph stays plain so TensorRT can read it; ONNX Runtime fuses it at load).
-    """
-    if config.precision == "fp32":
-        shutil.copyfile(graph_path, model_path)
-        return None
-    if config.precision == "fp16":
-        info = convert_to_fp16(graph_path, model_path)
-    elif config.precision == "int8-dynamic":
-        info = quantize_int8_dynamic(graph_path, model_path)
-    else:
-        calibration = load_eval_set(config.calibration) if config.calibration else None
-        if calibration is None:
-            queries, documents = parity_pairs()
-        else:
-            queries = [q.query for q in calibration for _ in q.documents]
-            documents = [d for q in calibration for d in q.documents]
-        info = quantize_int8_static(fp32_path, model_path, encoder, queries, documents)
-    log(f"converted to {config.precision}: {info}")
-    return info
-
-
-def _quality_gate(config: ExportConfig, checkpoint: Checkpoint, encoder: PairEncoder, model_path: Path):
-    """Compares the written graph's rankings with the PyTorch fp32 reference."""
-    eval_set = load_eval_set(config.eval)
-    session = onnx_session(model_path)
-    reference, candidate = [], []
-    for query in eval_set:
-        queries, documents = [query.query] * len(query.documents), list(query.documents)
-        reference.append(torch_scores(checkpoint, encoder, queries, documents).astype(np.float64))
-        candidate.append(onnx_scores(session, encoder, queries, documents).astype(np.float64))
-    thresholds = GateThresholds(
-        min_mean_spearman=config.min_mean_spearman, min_reference_ndcg_at_10=config.min_reference_ndcg_at_10
-    )
-    return compare_rankings(eval_set, reference, candidate, thresholds)
-
-
-def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, encoder: PairEncoder, names: dict):
+def _write_models(
+    root: Path, config: ExportConfig, checkpoint: Checkpoint, encoder: PairEncoder, names: dict, scorer: ScorerFiles
+):
     token_types = checkpoint.uses_token_type_ids
     warmup = encoder.encode_padded([WARMUP_QUERY], [WARMUP_PRODUCT])
     warmup_length = warmup.input_ids.shape[1]
@@ -262,9 +289,7 @@ def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, enco
 
     scorer_dir = root / names["scorer_name"]
     if config.target == "embedded":
-        copy_resource("ort_runner/model.py", scorer_dir / "1" / "model.py")
-        copy_resource("artifacts.py", scorer_dir / "1" / "artifacts.py")
-        render("ort_runner/config.pbtxt", scorer_dir / "config.pbtxt", fields)
+        write_python_scorer(scorer_dir, {**fields, **runtime_fields(scorer.runtime, scorer.runtime_options)})
     elif config.engine == "tensorrt":
         profile = {
             "profile_max_batch": config.profile_batch[2],
@@ -279,6 +304,18 @@ def _write_models(root: Path, config: ExportConfig, checkpoint: Checkpoint, enco
     rerank_dir = root / names["rerank_name"]
     (rerank_dir / "1").mkdir(parents=True)  # an ensemble still needs a version folder
     render("rerank/config.pbtxt", rerank_dir / "config.pbtxt", fields)
+
+
+def write_python_scorer(folder: Path, fields: dict) -> None:
+    """The embedded server's scorer (a cross-encoder's or a tower's): its code beside the
+    model files already in `folder`/1, and its config."""
+    for source in ("scorer/model.py", "runtimes.py", "artifacts.py"):
+        copy_resource(source, folder / "1" / Path(source).name)
+    render("scorer/config.pbtxt", folder / "config.pbtxt", fields)
+
+
+def runtime_fields(runtime: str, options: dict) -> dict:
+    return {"runtime": runtime, "runtime_options": json.dumps(options)}
 
 
 def serving_fields(config: ExportConfig, pad_id: int, vocab_size: int) -> dict:

@@ -5,23 +5,36 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from polyrank.export.config import ENGINES, PRECISIONS, TARGETS, ExportConfig
+from polyrank.export.config import ENGINES, PRECISION_CHOICES, TARGETS, ExportConfig
+from polyrank.export.quality import GateThresholds
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="cross-encoder or two-tower checkpoint: local directory or hub id")
     parser.add_argument("--output", required=True, type=Path, help="Triton model repository to write")
-    parser.add_argument("--max-length", type=int, default=256, help="longest pair in tokens (default 256)")
+    parser.add_argument("--max-length", type=int, help="longest pair in tokens (default: 256, or the checkpoint's limit if lower)")
     parser.add_argument("--target", choices=TARGETS, default="embedded", help="serving target (default embedded)")
     parser.add_argument("--max-batch-size", type=int, default=256, help="most pairs per request (default 256)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="scorer precision (default fp32)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
+                        help="scorer precision (default fp32); auto: the fastest that passes the gate on this CPU")
+    parser.add_argument("--allow-f32-fallback", action="store_true",
+                        help="bf16 on a CPU without bf16 instructions: export OpenVINO f32 instead of refusing")
     parser.add_argument("--engine", choices=ENGINES, default="onnxruntime", help="scorer engine (default onnxruntime)")
     parser.add_argument("--profile-batch", type=_shape, help="TensorRT profile pairs MIN,OPT,MAX (1,32,max-batch-size)")
     parser.add_argument("--profile-length", type=_shape, help="TensorRT profile tokens MIN,OPT,MAX (1,64,max-length)")
-    parser.add_argument("--calibration", type=Path, help="int8-static calibration pairs, JSONL {query, documents}")
-    parser.add_argument("--eval", type=Path, help="quality-gate set, JSONL {query, documents, labels?}")
-    parser.add_argument("--min-spearman", type=float, default=0.99, help="gate: least mean Spearman (0.99)")
-    parser.add_argument("--min-ndcg", type=float, default=0.99, help="gate: least reference-NDCG@10 (0.99)")
+    parser.add_argument("--calibration", type=Path, help="int8 calibration lists, JSONL {query, documents}")
+    parser.add_argument("--eval", type=Path, help="quality-gate lists, JSONL {query, documents, labels?}")
+    gate = GateThresholds()
+    parser.add_argument("--tie-margin", type=float, default=gate.tie_margin,
+                        help=f"gate: reference scores closer than this (logits) are a tie ({gate.tie_margin})")
+    parser.add_argument("--min-top1", type=float, default=gate.min_top1_fidelity,
+                        help=f"gate: least top-1 fidelity ({gate.min_top1_fidelity})")
+    parser.add_argument("--min-top10", type=float, default=gate.min_top10_fidelity,
+                        help=f"gate: least top-10 fidelity ({gate.min_top10_fidelity})")
+    parser.add_argument("--min-concordance", type=float, default=gate.min_clear_pair_concordance,
+                        help=f"gate: least clear-pair concordance ({gate.min_clear_pair_concordance})")
+    parser.add_argument("--max-label-drop", type=float, default=gate.max_label_drop,
+                        help=f"gate, labelled lists: largest drop in NDCG@10 and MRR@10 ({gate.max_label_drop})")
     parser.add_argument("--force", action="store_true", help="write the repository even if the gate fails")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing repository (with --add: its models of the same names)")
     parser.add_argument("--name", default="rerank", help="model name clients call (default rerank); its parts get it as prefix")
@@ -56,8 +69,14 @@ def run_export(args: argparse.Namespace) -> int:
         profile_length=args.profile_length,
         calibration=args.calibration,
         eval=args.eval,
-        min_mean_spearman=args.min_spearman,
-        min_reference_ndcg_at_10=args.min_ndcg,
+        allow_f32_fallback=args.allow_f32_fallback,
+        gate=GateThresholds(
+            tie_margin=args.tie_margin,
+            min_top1_fidelity=args.min_top1,
+            min_top10_fidelity=args.min_top10,
+            min_clear_pair_concordance=args.min_concordance,
+            max_label_drop=args.max_label_drop,
+        ),
         force=args.force,
         overwrite=args.overwrite,
         name=args.name,

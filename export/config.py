@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+from polyrank.export.precisions import AUTO, PRECISIONS
+from polyrank.export.quality import GateThresholds
+
+PRECISION_CHOICES = (*PRECISIONS, AUTO)
+CALIBRATED = ("int8-static", "int8-mixed", AUTO)
+OPENVINO_ONLY = ("bf16", "int8-mixed", AUTO)
 TARGETS = ("embedded", "triton-gpu")
+DEFAULT_MAX_LENGTH = 256  # or the checkpoint's position limit, if lower
 ENGINES = ("onnxruntime", "tensorrt")
 
 
@@ -21,23 +27,28 @@ class ExportConfig:
             cross-encoder with one output logit.
         output: model repository directory to write.
         max_length: longest (query, product) pair in tokens; longer products are truncated.
+            None: min(256, the checkpoint's position limit); above that limit is refused.
         target: "embedded" (Python-backend ONNX Runtime scorer for the pip-shipped server)
             or "triton-gpu" (native onnxruntime backend for the NGC container).
         max_batch_size: most pairs in one request to `rerank`; clients split longer lists.
         merge_requests: how many full-size requests the tokenizer's and scorer's dynamic
             batchers may merge into one execution (their max_batch_size is this multiple).
         parity_tolerance: largest allowed |ONNX - PyTorch| score difference.
-        precision: "fp32", "fp16" (GPU), "int8-dynamic" (CPU) or "int8-static" (QDQ, calibrated).
+        precision: one of export/precisions.py ("fp32", "fp16" for GPUs, "bf16" and "int8-mixed"
+            through OpenVINO on CPUs, "int8-dynamic", "int8-static" QDQ), or "auto": the fastest
+            CPU precision that passes the quality gate on this machine.
+        allow_f32_fallback: bf16 on a CPU without bf16 instructions exports OpenVINO f32 (and
+            says so) instead of refusing.
         engine: "onnxruntime" (fused ONNX graph) or "tensorrt" (a TensorRT plan; triton-gpu only,
             built on a GPU).
         profile_batch, profile_length: the TensorRT optimisation profile, (min, opt, max) pairs
             per execution and tokens per pair; by default (1, 32, max_batch_size) and
             (1, 64, max_length).
-        calibration: JSONL of {"query", "documents"} pairs for int8-static calibration
-            (default: the built-in multilingual sample).
+        calibration: JSONL of {"query", "documents"} lists to calibrate int8-static and
+            int8-mixed on (default: the built-in multilingual calibration lists).
         eval: JSONL of {"query", "documents", "labels"?} for the quality gate (default:
-            the built-in multilingual sample).
-        min_mean_spearman, min_reference_ndcg_at_10: quality-gate thresholds.
+            the built-in multilingual lists, 100 candidates each).
+        gate: the quality gate's thresholds.
         force: write the repository even if the quality gate fails.
         overwrite: replace an existing repository at `output` (with `add`: replace only the
             models of the same names).
@@ -54,7 +65,7 @@ class ExportConfig:
 
     model: str
     output: Path
-    max_length: int = 256
+    max_length: Optional[int] = None
     target: str = "embedded"
     max_batch_size: int = 256
     merge_requests: int = 4
@@ -73,8 +84,8 @@ class ExportConfig:
     profile_length: Optional[tuple[int, int, int]] = None
     calibration: Optional[Path] = None
     eval: Optional[Path] = None
-    min_mean_spearman: float = 0.99
-    min_reference_ndcg_at_10: float = 0.99
+    allow_f32_fallback: bool = False
+    gate: GateThresholds = field(default_factory=GateThresholds)
     force: bool = False
     overwrite: bool = False
     name: str = "rerank"
@@ -91,18 +102,24 @@ class ExportConfig:
             raise ValueError(f"queue_timeout_s must be positive, got {self.queue_timeout_s!r}")
         if self.embedding_dim is not None and self.embedding_dim < 1:
             raise ValueError(f"embedding_dim must be a positive integer, got {self.embedding_dim!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in PRECISION_CHOICES:
+            raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
         for path in (self.calibration, self.eval):
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{path} does not exist or is not a file")
-        if self.calibration is not None and self.precision != "int8-static":
-            raise ValueError(f"--calibration applies to int8-static only, got precision {self.precision}")
+        if self.calibration is not None and self.precision not in CALIBRATED:
+            raise ValueError(f"--calibration applies to {', '.join(CALIBRATED)}, got precision {self.precision}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.target != "embedded" and self.precision in OPENVINO_ONLY:
+            raise ValueError(
+                f"--precision {self.precision} runs through OpenVINO in the embedded server's scorer; "
+                f"use --target embedded (GPUs take fp16 or int8-static)"
+            )
         self._check_engine()
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
+            raise ValueError(f"max_length must be a positive integer, got {self.max_length!r}")
         for name in (
-            "max_length",
             "max_batch_size",
             "merge_requests",
             "opset",
@@ -116,9 +133,9 @@ class ExportConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.max_tokens_per_run < self.max_length:
+        if self.max_tokens_per_run < (self.max_length or DEFAULT_MAX_LENGTH):
             raise ValueError(
-                f"max_tokens_per_run must be at least max_length ({self.max_length}), "
+                f"max_tokens_per_run must be at least max_length ({self.max_length or DEFAULT_MAX_LENGTH}), "
                 f"got {self.max_tokens_per_run}"
             )
 
@@ -134,13 +151,14 @@ class ExportConfig:
         if self.precision == "int8-dynamic":
             raise ValueError("int8-dynamic is ONNX Runtime's CPU format; TensorRT takes int8-static (QDQ)")
         batch = self.profile_batch or (1, min(32, self.max_batch_size), self.max_batch_size)
-        length = self.profile_length or (1, min(64, self.max_length), self.max_length)
+        max_length = self.max_length or DEFAULT_MAX_LENGTH  # the default covers any checkpoint's
+        length = self.profile_length or (1, min(64, max_length), max_length)
         for name, shape in (("profile_batch", batch), ("profile_length", length)):
             if len(shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in shape) or sorted(shape) != list(shape):
                 raise ValueError(f"{name} must be three positive integers min <= opt <= max, got {shape!r}")
         if batch[2] < self.max_batch_size:
             raise ValueError(f"profile_batch max ({batch[2]}) must hold a full request of max_batch_size ({self.max_batch_size})")
-        if length[2] < self.max_length:
-            raise ValueError(f"profile_length max ({length[2]}) must be at least max_length ({self.max_length})")
+        if length[2] < max_length:
+            raise ValueError(f"profile_length max ({length[2]}) must be at least max_length ({max_length})")
         object.__setattr__(self, "profile_batch", tuple(batch))
         object.__setattr__(self, "profile_length", tuple(length))

@@ -3,6 +3,7 @@
 - int8-dynamic: weights int8 ahead of time, activations uint8 quantized per run (CPU).
 - int8-static: QDQ graph with symmetric int8 activations calibrated on product pairs,
   the layout TensorRT and ONNX Runtime both read.
+(OpenVINO's int8, int8-mixed, is in openvino.py.)
 Only MatMul nodes (the transformer's linear layers) are quantized; embeddings, LayerNorm,
 softmax and the classifier stay in fp32.
 """
@@ -11,27 +12,15 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import onnx
 from onnxruntime.quantization import CalibrationDataReader
 
 from polyrank.export.optimize import quiet_onnxruntime_tools
-from polyrank.model_repository.pair_encoding import PairEncoder
+from polyrank.model_repository.runtimes import cpu_flags
 
 QUANTIZED_OPS = ["MatMul"]
-CALIBRATION_BATCH = 8
-
-
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as stream:
-            for line in stream:
-                if line.startswith(("flags", "Features")):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def int8_weight_format(machine: str | None = None, flags: set[str] | None = None) -> dict:
@@ -71,17 +60,14 @@ def quantize_int8_dynamic(fp32_path: Path, output: Path) -> dict:
     return {"method": "dynamic", "ops": QUANTIZED_OPS, "per_channel": True, **chosen}
 
 
-def quantize_int8_static(
-    fp32_path: Path, output: Path, encoder: PairEncoder, queries: Sequence[str], documents: Sequence[str]
-) -> dict:
+def quantize_int8_static(fp32_path: Path, output: Path, calibration_feeds: Sequence[dict]) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    reader = _CalibrationReader(encoder, fp32_path, queries, documents)
     with quiet_onnxruntime_tools():
         quantize_static(
             str(fp32_path),
             str(output),
-            calibration_data_reader=reader,
+            calibration_data_reader=_CalibrationReader(calibration_feeds),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=QUANTIZED_OPS,
             per_channel=True,
@@ -97,25 +83,18 @@ def quantize_int8_static(
         "activations": "int8 symmetric",
         "weights": "int8 symmetric",
         "calibration": "MinMax",
-        "calibration_pairs": len(queries),
+        "calibration_batches": len(calibration_feeds),
     }
 
 
 class _CalibrationReader(CalibrationDataReader):
-    """Feeds calibration pairs to ONNX Runtime's calibrator in small length-sorted batches."""
+    """Hands ONNX Runtime's calibrator the calibration batches, once (MinMax needs one pass)."""
 
-    def __init__(self, encoder: PairEncoder, fp32_path: Path, queries, documents):
-        names = {i.name for i in onnx.load(str(fp32_path), load_external_data=False).graph.input}
-        encodings = sorted(encoder.encode(list(queries), list(documents)), key=lambda e: len(e.ids))
-        self._feeds: Iterator[dict] = iter(
-            [
-                encoder.pad(encodings[start : start + CALIBRATION_BATCH]).feed(names)
-                for start in range(0, len(encodings), CALIBRATION_BATCH)
-            ]
-        )
+    def __init__(self, feeds: Sequence[dict]):
+        self._feeds = iter(feeds)
 
     def get_next(self):
         return next(self._feeds, None)
 
-    def rewind(self):  # one pass is all MinMax needs
+    def rewind(self):
         pass

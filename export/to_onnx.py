@@ -7,8 +7,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Optional
+
 import torch
 from tokenizers import Tokenizer
+
+from polyrank.export.config import DEFAULT_MAX_LENGTH
+
+# RoBERTa-style models number positions from pad_token_id + 1, so 514 embeddings hold 512 tokens.
+POSITION_OFFSET_MODELS = ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "mpnet")
 
 
 @dataclass
@@ -64,6 +71,32 @@ def load_checkpoint(model: str) -> Checkpoint:
     # A private copy: the pair encoder changes truncation and padding settings.
     tokenizer = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
     return Checkpoint(model, hf_model.eval(), tokenizer)
+
+
+def position_limit(config) -> Optional[int]:
+    """The longest input a transformers config's position embeddings cover (None: no limit)."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return None
+    if config.model_type in POSITION_OFFSET_MODELS:  # positions start after the padding index
+        limit -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return int(limit)
+
+
+def resolve_max_length(requested: Optional[int], limit: Optional[int], source: str) -> int:
+    """The max length to export with: `requested`, or min(256, the checkpoint's limit).
+
+    Raises:
+        ValueError: `requested` is above the checkpoint's position limit.
+    """
+    if requested is None:
+        return DEFAULT_MAX_LENGTH if limit is None else min(DEFAULT_MAX_LENGTH, limit)
+    if limit is not None and requested > limit:
+        raise ValueError(
+            f"--max-length {requested} is more than the {limit} positions {source} supports; "
+            f"pass --max-length {limit} or less"
+        )
+    return requested
 
 
 def export_onnx(checkpoint: Checkpoint, path: Path, opset: int) -> None:

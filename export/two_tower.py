@@ -10,6 +10,7 @@ For a student named N (`--name`, default "two_tower"):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from pathlib import Path
@@ -23,16 +24,9 @@ from polyrank.export import build_repository as repository
 from polyrank.export.config import ExportConfig
 from polyrank.export.parity import ParityError, onnx_session
 from polyrank.export.samples import parity_pairs
+from polyrank.export.to_onnx import position_limit, resolve_max_length
 from polyrank.model_repository.pair_encoding import PairEncoder
 from polyrank.training.students import TwoTower, load_two_tower
-
-TEMPLATE_SOURCES = (
-    "text_tokenizer/config.pbtxt",
-    "embed/config.pbtxt",
-    "two_tower_rerank/config.pbtxt",
-    "two_tower_rerank/model.py",
-)
-
 
 def model_names(name: str, shared: bool) -> dict[str, str]:
     names = {
@@ -61,6 +55,8 @@ def build_two_tower_repository(config: ExportConfig, log=print) -> Path:
         raise ValueError(
             f"--embedding-dim must be the student's full ({model.dim}) or reduced ({model.reduced_dim}) size, got {dim}"
         )
+    limit = position_limit(model.query_encoder.config)
+    config = dataclasses.replace(config, max_length=resolve_max_length(config.max_length, limit, config.model))
     tokenizer = Tokenizer.from_file(str(Path(config.model) / "query_encoder" / "tokenizer.json"))
     encoder = PairEncoder(tokenizer, config.max_length, model.query_encoder.config.pad_token_id)
     name = "two_tower" if config.name == "rerank" else config.name
@@ -148,6 +144,7 @@ def _fields(config: ExportConfig, names: dict, model: TwoTower, encoder: PairEnc
         "scale": repr(model.scale.item()),
         "bias": repr(model.bias.item()),
         **repository.token_type_fields(False, 0),
+        **repository.runtime_fields("onnxruntime", {"providers": ["CPUExecutionProvider"]}),
     }
 
 
@@ -163,10 +160,8 @@ def _write_models(staging: Path, fields: dict, names: dict, towers: dict, encode
     warmup = encoder.encode_texts_padded([repository.WARMUP_PRODUCT])
     for key in towers:
         folder = staging / names[key]
-        repository.copy_resource("ort_runner/model.py", folder / "1" / "model.py")
-        repository.copy_resource("artifacts.py", folder / "1" / "artifacts.py")
         tower_fields = {**fields, "scorer_name": names[key], "warmup_length": warmup.input_ids.shape[1]}
-        repository.render("ort_runner/config.pbtxt", folder / "config.pbtxt", tower_fields)
+        repository.write_python_scorer(folder, tower_fields)
         repository.write_warmup(folder / "warmup", warmup, token_types=False)
 
     embeds = {"embed_name": "encoder_name"}

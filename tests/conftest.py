@@ -10,7 +10,7 @@ from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig
 from polyrank.export.to_onnx import load_checkpoint
 from polyrank.server import EmbeddedTritonServer, ServerConfig
-from tests.tiny_models import build_tiny_bert, build_tiny_modernbert, sharpened
+from tests.tiny_models import build_tiny_bert, build_tiny_modernbert, sharpened, trained_ranker
 
 # Small enough that the chunking tests split lists into several requests.
 TEST_MAX_BATCH_SIZE = 8
@@ -31,6 +31,12 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 def spread_bert_dir(tiny_bert_dir, tmp_path_factory) -> Path:
     """The tiny BERT with spread-out scores (no near-ties): for ranking metrics and distillation."""
     return sharpened(tiny_bert_dir, tmp_path_factory.mktemp("spread-bert"))
+
+
+@pytest.fixture(scope="session")
+def ranker_dir(tiny_bert_dir, tmp_path_factory) -> Path:
+    """The tiny BERT fine-tuned to rank the sample: scores with clear gaps, for the quality gate."""
+    return trained_ranker(tiny_bert_dir, tmp_path_factory.mktemp("ranker") / "model")
 
 
 @pytest.fixture(scope="session")

@@ -67,7 +67,7 @@ def build_tiny_modernbert(directory: Path, num_layers: int = 4, seed: int = 0) -
     return directory
 
 
-def build_tiny_bert(directory: Path, seed: int = 0) -> Path:
+def build_tiny_bert(directory: Path, seed: int = 0, max_positions: int = 512) -> Path:
     """A 2-layer BERT cross-encoder (uses token_type_ids), like a MiniLM checkpoint."""
     specials = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
     tokenizer = train_tokenizer(specials, "[CLS] $A [SEP] $B:1 [SEP]:1", "[CLS] $A [SEP]")
@@ -77,7 +77,7 @@ def build_tiny_bert(directory: Path, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=512,
+        max_position_embeddings=max_positions,
         num_labels=1,
         pad_token_id=0,
     )
@@ -107,3 +107,26 @@ def sharpened(checkpoint_dir: Path, output: Path, factor: float = 300.0) -> Path
     model.save_pretrained(output)
     AutoTokenizer.from_pretrained(str(checkpoint_dir)).save_pretrained(output)
     return output
+
+
+def trained_ranker(base_dir: Path, output: Path, epochs: int = 30) -> Path:
+    """The tiny model fine-tuned on the sample's relevance (each query's 1st and 3rd products
+    match). Its scores fall into two groups about 3.5 logits apart (near-ties within each),
+    so the quality gate's clear pairs and its tie tolerance are both exercised; a random
+    model's scores are all near-ties, which no precision can fail."""
+    import json
+
+    from polyrank.training.train import TrainConfig, train_cross_encoder
+
+    lines = [
+        {"query": s.query, "document": product, "label": float(i in (0, 2))}
+        for s in SAMPLE_QUERIES
+        for i, product in enumerate(s.products)
+    ]
+    data = output.with_name(output.name + "-pairs.jsonl")
+    data.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    config = TrainConfig(
+        base=str(base_dir), train=data, output=output, epochs=epochs, batch_size=8,
+        learning_rate=1e-3, warmup_fraction=0.0, max_length=64,
+    )
+    return train_cross_encoder(config, log=lambda _: None)

@@ -1,6 +1,6 @@
 """Triton Python-backend model for the embedded server: token ids -> the graph's one output
 (a cross-encoder's SCORES [1] per pair, or a two-tower encoder's EMBEDDINGS [dim] per text)
-with ONNX Runtime.
+with the runtime its config names (runtimes.py: ONNX Runtime, or OpenVINO in bf16 / f32).
 
 The dynamic batcher hands over several requests at once (inputs are ragged: each request
 is padded to its own longest pair). All their pairs are pooled, sorted by real length and
@@ -8,19 +8,21 @@ run in chunks capped by pairs and by tokens, so a chunk is padded only to its ow
 member; outputs are then scattered back to their requests.
 """
 
+import json
 import os
 import sys
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-# artifacts.py is copied next to this file when the repository is built.
+# artifacts.py and runtimes.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
+from runtimes import MODEL_FILES, RuntimeSetupError, open_runtime  # noqa: E402
 
 REQUIRED_PARAMETERS = (
-    "execution_providers",
+    "runtime",
+    "runtime_options",
     "intra_op_threads",
     "vocab_size",
     "pad_id",
@@ -36,22 +38,17 @@ class TritonPythonModel:
             config, parameters, version_dir = checked_setup(args, "scorer", REQUIRED_PARAMETERS)
         except ModelSetupError as error:
             raise pb_utils.TritonModelException(str(error))
-        providers = [p.strip() for p in parameters["execution_providers"].split(",") if p.strip()]
-        available = ort.get_available_providers()
-        unavailable = [p for p in providers if p not in available]
-        if unavailable:
-            raise pb_utils.TritonModelException(
-                f"scorer requires execution providers {unavailable}, got only {available} "
-                "in this onnxruntime build"
+        runtime = parameters["runtime"]
+        try:
+            self.runtime = open_runtime(
+                runtime,
+                os.path.join(version_dir, MODEL_FILES.get(runtime, "model.onnx")),
+                threads=int(parameters["intra_op_threads"]),
+                **json.loads(parameters["runtime_options"]),
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(parameters["intra_op_threads"])
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            os.path.join(version_dir, "model.onnx"), options, providers=providers
-        )
-        self.input_names = [i.name for i in self.session.get_inputs()]
+        except (RuntimeSetupError, TypeError, ValueError) as error:
+            raise pb_utils.TritonModelException(f"{args['model_name']}: {error}")
+        self.input_names = self.runtime.input_names
         output = config["output"][0]
         self.output_name, self.output_dims = output["name"], [int(d) for d in output["dims"]]
         self.vocab_size = int(parameters["vocab_size"])
@@ -62,7 +59,7 @@ class TritonPythonModel:
         # Padding efficiency on Triton's metrics endpoint: real tokens / tokens computed.
         self.token_family = pb_utils.MetricFamily(  # must outlive its metrics
             name="polyrank_scorer_tokens_total",
-            description="Tokens the scorer ran through ONNX Runtime: real ones and all computed (real + padding)",
+            description="Tokens the scorer ran through its runtime: real ones and all computed (real + padding)",
             kind=pb_utils.MetricFamily.COUNTER,
         )
         self.real_tokens = self.token_family.Metric(labels={"kind": "real", "model": args["model_name"]})
@@ -137,7 +134,7 @@ class TritonPythonModel:
         for chunk in _chunks(order, lengths, self.max_pairs_per_run, self.max_tokens_per_run):
             width = int(lengths[chunk].max())  # the chunk is padded only to its own longest pair
             feed = {name: np.ascontiguousarray(array[chunk, :width]) for name, array in pooled.items()}
-            outputs[chunk] = self.session.run([self.output_name], feed)[0].reshape(len(chunk), *self.output_dims)
+            outputs[chunk] = self.runtime.run(feed).reshape(len(chunk), *self.output_dims)
             computed += width * len(chunk)
         self.real_tokens.increment(int(lengths.sum()))
         self.computed_tokens.increment(computed)

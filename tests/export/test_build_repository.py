@@ -177,3 +177,26 @@ def test_repository_is_reused_only_when_settings_and_code_match(tiny_modernbert_
 
     build_repository_unless_current(ExportConfig(model=str(tiny_modernbert_dir), output=tmp_path / "repo", max_length=64), log=quiet)
     assert json.loads((first / "scorer" / "1" / "manifest.json").read_text())["max_length"] == 64
+
+
+def test_default_max_length_is_the_checkpoints_position_limit_when_below_256(tmp_path):
+    from tests.tiny_models import build_tiny_bert
+
+    short = build_tiny_bert(tmp_path / "bert-128-positions", max_positions=128)
+    repository = build_repository(ExportConfig(model=str(short), output=tmp_path / "repo"), log=quiet)
+    manifest = json.loads((repository / "scorer" / "1" / "manifest.json").read_text())
+    assert manifest["max_length"] == 128
+    assert 'key: "max_length" value: { string_value: "128" }' in (repository / "tokenizer" / "config.pbtxt").read_text()
+
+
+def test_max_length_above_the_position_limit_is_refused_in_one_line(tiny_bert_dir, tmp_path):
+    output = tmp_path / "repo"
+    command = [sys.executable, "-m", "polyrank.cli", "export", "--model", str(tiny_bert_dir), "--output", str(output),
+               "--max-length", "1024"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"polyrank export: error: --max-length 1024 is more than the 512 positions {tiny_bert_dir} supports; "
+        "pass --max-length 512 or less"
+    ]
+    assert not output.exists() and not (tmp_path / "repo.partial").exists()
