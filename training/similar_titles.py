@@ -23,7 +23,7 @@ def word_overlap_index(titles: list[str], max_document_frequency: int = 200):
 
     def similar(query: str, k: int) -> list[str]:
         shared = Counter()
-        for word in _words(query):
+        for word in sorted(_words(query)):  # a fixed order: most_common breaks ties by insertion
             postings = index.get(word, ())
             if len(postings) <= max_document_frequency:
                 shared.update(postings)
