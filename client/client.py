@@ -16,9 +16,9 @@ from polyrank.client.types import (
     RankedDocument,
     RerankError,
     ServerUnavailableError,
-    error_for_status,
+    classify,
 )
-from polyrank.model_repository.pair_encoding import text_problem
+from polyrank.model_repository.text_rule import text_problem
 
 T = TypeVar("T")
 
@@ -115,7 +115,7 @@ class RerankClient:
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """Raw relevance scores (float32), in the order of `documents`."""
         encoded_query, encoded_documents = self._validate(query, documents)
-        return self._in_chunks(lambda rows: self._infer(encoded_query, rows), encoded_documents, self.max_batch_size)
+        return self._in_chunks(lambda rows: self._score_documents(encoded_query, rows), encoded_documents, self._batch_size_of(self.model_name))
 
     def embed(self, texts: Sequence[str], model_name: Optional[str] = None) -> np.ndarray:
         """Product embeddings from a two-tower student's embed model, to store ahead of time.
@@ -156,7 +156,7 @@ class RerankClient:
         if not np.isfinite(embeddings).all():
             raise InvalidRequestError("embeddings holds NaN or infinite values")
         encoded_query = self._validate_query(query)
-        scores = self._in_chunks(lambda rows: self._infer(encoded_query, None, rows), embeddings, self.max_batch_size)
+        scores = self._in_chunks(lambda rows: self._score_embeddings(encoded_query, rows), embeddings, self._batch_size_of(self.model_name))
         return _best_first(scores, top_k)
 
     def _in_chunks(self, run: Callable[[Sequence], np.ndarray], rows: Sequence, chunk: int) -> np.ndarray:
@@ -165,12 +165,9 @@ class RerankClient:
         futures = [self._pool.submit(run, rows[start : start + chunk]) for start in range(0, len(rows), chunk)]
         return np.concatenate([future.result() for future in futures])
 
-    @property
-    def max_batch_size(self) -> int:
-        """Most pairs the server accepts in one request (read once from the model config)."""
-        return self._batch_size_of(self.model_name)
-
     def _batch_size_of(self, model: str) -> int:
+        """Most rows the model accepts in one request: asked of the server once per model (with
+        retries, like any call), then remembered."""
         if model not in self._batch_sizes:
             config = self._with_retries(
                 lambda timeout: self._grpc.get_model_config(model, as_json=True, client_timeout=timeout)
@@ -189,8 +186,9 @@ class RerankClient:
             try:
                 return call(self.timeout_s)
             except InferenceServerException as error:
-                if not _unavailable(error):
-                    raise _client_error(error) from None
+                kind, retryable = classify(error.status(), error.message())
+                if not retryable:
+                    raise _client_error(kind, error) from None
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise ServerUnavailableError(
@@ -212,20 +210,24 @@ class RerankClient:
             raise RerankError(f"server returned {0 if embeddings is None else len(embeddings)} embeddings for {len(texts)} texts")
         return embeddings.astype(np.float32, copy=False)
 
-    def _infer(self, query: bytes, documents: Optional[list[bytes]], embeddings: Optional[np.ndarray] = None):
-        rows = len(documents) if documents is not None else len(embeddings)
+    def _score_documents(self, query: bytes, documents: list[bytes]) -> np.ndarray:
+        texts = grpcclient.InferInput("DOCUMENTS", [len(documents), 1], "BYTES")
+        texts.set_data_from_numpy(np.array(documents, dtype=object).reshape(-1, 1))
+        return self._infer_scores(query, texts, len(documents))
+
+    def _score_embeddings(self, query: bytes, embeddings: np.ndarray) -> np.ndarray:
+        vectors = grpcclient.InferInput("DOCUMENT_EMBEDDINGS", list(embeddings.shape), "FP32")
+        vectors.set_data_from_numpy(np.ascontiguousarray(embeddings))
+        return self._infer_scores(query, vectors, len(embeddings))
+
+    def _infer_scores(self, query: bytes, documents: grpcclient.InferInput, rows: int) -> np.ndarray:
+        """SCORES for `rows` products (as texts or embeddings) against one query."""
         query_input = grpcclient.InferInput("QUERY", [rows, 1], "BYTES")
         query_input.set_data_from_numpy(np.full((rows, 1), query, dtype=object))
-        if documents is not None:
-            second = grpcclient.InferInput("DOCUMENTS", [rows, 1], "BYTES")
-            second.set_data_from_numpy(np.array(documents, dtype=object).reshape(rows, 1))
-        else:
-            second = grpcclient.InferInput("DOCUMENT_EMBEDDINGS", list(embeddings.shape), "FP32")
-            second.set_data_from_numpy(np.ascontiguousarray(embeddings))
         result = self._with_retries(
             lambda timeout: self._grpc.infer(
                 self.model_name,
-                [query_input, second],
+                [query_input, documents],
                 outputs=[grpcclient.InferRequestedOutput("SCORES")],
                 client_timeout=timeout,
             )
@@ -281,26 +283,6 @@ def _checked_utf8(text: str, field: str) -> bytes:
     return encoded
 
 
-# While Triton starts or stops, a known model answers with one of these instead of UNAVAILABLE;
-# "is not healthy": a model's Python process died (polyrank serve restarts the server).
-TRANSIENT_MESSAGES = ("has no available versions", "is not ready", "is not healthy")
-# A full or too-slow scorer queue: Triton says UNAVAILABLE, but retrying would only add load.
-OVERLOAD_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
-
-
-def _overloaded(error: InferenceServerException) -> bool:
-    return any(m in (error.message() or "") for m in OVERLOAD_MESSAGES)
-
-
-def _unavailable(error: InferenceServerException) -> bool:
-    """The server is down, starting, stopping or restarting a dead model process: worth a
-    retry (a wrong model name, or a server at capacity, is not)."""
-    if _overloaded(error):
-        return False
-    message = error.message() or ""
-    return error.status() == "StatusCode.UNAVAILABLE" or any(m in message for m in TRANSIENT_MESSAGES)
-
-
 def _best_first(scores: np.ndarray, top_k: Optional[int]) -> list[RankedDocument]:
     """The top_k (all when None) indices and scores, best first; ties keep input order."""
     return [{"index": int(i), "score": float(scores[i])} for i in np.argsort(-scores, kind="stable")[:top_k]]
@@ -325,7 +307,7 @@ def _first_line(error: InferenceServerException) -> str:
     return (error.message() or str(error)).strip().splitlines()[0]
 
 
-def _client_error(error: InferenceServerException) -> RerankError:
-    if _overloaded(error):
+def _client_error(kind: type, error: InferenceServerException) -> RerankError:
+    if kind is OverloadedError:
         return OverloadedError(f"server at capacity, request rejected: {_first_line(error)}")
-    return error_for_status(error.status(), _first_line(error))
+    return kind(_first_line(error))

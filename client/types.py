@@ -1,8 +1,10 @@
-"""What the client returns and raises.
+"""What the client returns and raises, and the one rule that classifies a Triton error.
 
-Errors map onto gRPC status codes: validation -> INVALID_ARGUMENT, overload ->
-RESOURCE_EXHAUSTED, server not reachable -> UNAVAILABLE / DEADLINE_EXCEEDED, anything
-else from the backend -> INTERNAL.
+Triton's answers map onto polyrank's errors: INVALID_ARGUMENT / NOT_FOUND -> invalid request;
+a full or too-slow scorer queue (which Triton 2.51 reports as UNAVAILABLE with "Exceeds maximum
+queue size" or "Request timeout expired") and RESOURCE_EXHAUSTED -> overloaded; UNAVAILABLE,
+DEADLINE_EXCEEDED and a model that is loading, unloading or whose process died -> server
+unavailable; anything else -> backend error.
 """
 
 from __future__ import annotations
@@ -45,8 +47,21 @@ _BY_STATUS = {
     "StatusCode.UNAVAILABLE": ServerUnavailableError,
     "StatusCode.DEADLINE_EXCEEDED": ServerUnavailableError,
 }
+# A full or too-slow scorer queue: Triton says UNAVAILABLE, but retrying would only add load.
+OVERLOAD_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
+# While Triton starts or stops, a known model answers with one of these instead of UNAVAILABLE;
+# "is not healthy": a model's Python process died (polyrank serve restarts the server).
+TRANSIENT_MESSAGES = ("has no available versions", "is not ready", "is not healthy")
 
 
-def error_for_status(status: str | None, message: str) -> RerankError:
-    """The client error for a gRPC status string such as 'StatusCode.INVALID_ARGUMENT'."""
-    return _BY_STATUS.get(status or "", BackendError)(message)
+def classify(status: str | None, message: str) -> tuple[type[RerankError], bool]:
+    """(the error type for a Triton error, whether a retry may succeed) from its gRPC status
+    string (e.g. 'StatusCode.UNAVAILABLE') and message. Only an unavailable server is worth
+    a retry: scoring is idempotent, and an overloaded one would only get more load."""
+    message = message or ""
+    if any(m in message for m in OVERLOAD_MESSAGES):
+        return OverloadedError, False
+    if any(m in message for m in TRANSIENT_MESSAGES):
+        return ServerUnavailableError, True
+    kind = _BY_STATUS.get(status or "", BackendError)
+    return kind, status == "StatusCode.UNAVAILABLE"

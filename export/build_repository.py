@@ -8,6 +8,7 @@ repository. With `add`, they join an existing repository beside the models alrea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -17,41 +18,34 @@ import time
 from importlib import resources
 from pathlib import Path
 from string import Template
+from typing import Iterator
 
 import numpy as np
 
 import polyrank
+from polyrank.checkpoint import Checkpoint, CheckpointError, load_checkpoint, position_limit, resolve_max_length
 from polyrank.export.config import ExportConfig
+from polyrank.export.errors import (
+    DestinationExistsError,
+    ExportSettingsError,
+    QualityGateError,
+    TemplateError,
+)
 from polyrank.export.gate import QualityGate, Trial, fastest_passing, format_table
 from polyrank.export.optimize import fuse_for_onnxruntime
 from polyrank.export.parity import check_onnx_parity
-from polyrank.export.precisions import AUTO, PrecisionUnavailable, ScorerFiles, auto_candidates, build_scorer_files, openvino_options
-from polyrank.export.quality import EvalQuery, QualityGateError, load_eval_set
+from polyrank.export.precisions import AUTO, ScorerFiles, auto_candidates, build_scorer_files, openvino_options
+from polyrank.export.quality import EvalQuery, load_eval_set
 from polyrank.export.samples import calibration_lists, parity_pairs
 from polyrank.export.tensorrt import build_plan, require_tensorrt
-from polyrank.export.to_onnx import Checkpoint, export_onnx, load_checkpoint, position_limit, resolve_max_length
+from polyrank.export.to_onnx import export_onnx
 from polyrank.model_repository.artifacts import sha256_of
 from polyrank.model_repository.pair_encoding import PairEncoder
-from polyrank.model_repository.runtimes import RuntimeSetupError, instruction_set
+from polyrank.model_repository.runtimes import instruction_set
+from polyrank.training.students import is_two_tower
 
 TEMPLATES = resources.files("polyrank.model_repository")
 MANIFEST = "manifest.json"
-REPOSITORY_SOURCES = (
-    "pair_encoding.py",
-    "artifacts.py",
-    "tokenizer/model.py",
-    "tokenizer/config.pbtxt",
-    "runtimes.py",
-    "scorer/model.py",
-    "scorer/config.pbtxt",
-    "onnx_native/config.pbtxt",
-    "tensorrt_plan/config.pbtxt",
-    "rerank/config.pbtxt",
-    "text_tokenizer/config.pbtxt",
-    "embed/config.pbtxt",
-    "two_tower_rerank/config.pbtxt",
-    "two_tower_rerank/model.py",
-)
 
 
 def cross_encoder_names(name: str) -> dict[str, str]:
@@ -64,16 +58,15 @@ def build_repository(config: ExportConfig, log=print) -> Path:
     """Exports `config.model` and writes the repository at `config.output`.
 
     Raises:
-        FileExistsError: the output exists and `overwrite` is not set.
-        ValueError: the checkpoint cannot be loaded, is not a one-logit cross-encoder, or
-            `max_length` is above its position limit.
+        DestinationExistsError: the output exists and `overwrite` is not set.
+        ExportSettingsError: the checkpoint cannot be loaded, is not a one-logit cross-encoder,
+            or `max_length` is above its position limit.
+        (All are ExportError; settings errors are also ValueError.)
         ParityError: the fp32 ONNX graph scores differently from PyTorch.
         QualityGateError: the written precision ranks unlike PyTorch fp32 (unless `force`).
         PrecisionUnavailable: bf16 on a CPU without bf16 instructions (unless `allow_f32_fallback`).
         TensorRTUnavailable: `engine` is tensorrt and this machine has no GPU or no TensorRT.
     """
-    from polyrank.training.students import is_two_tower
-
     if is_two_tower(config.model):
         from polyrank.export.two_tower import build_two_tower_repository
 
@@ -86,36 +79,28 @@ def build_repository(config: ExportConfig, log=print) -> Path:
     if config.precision == "bf16":
         openvino_options("bf16", config.allow_f32_fallback, log=lambda _: None)  # refuse before any work
     log(f"loading {config.model}")
-    checkpoint = load_checkpoint(config.model)
-    limit = position_limit(checkpoint.model.config)
     fingerprint = build_fingerprint(config)  # of what was asked, so a rerun with the same request matches
-    config = dataclasses.replace(config, max_length=resolve_max_length(config.max_length, limit, config.model))
+    try:
+        checkpoint = load_checkpoint(config.model)
+        limit = position_limit(checkpoint.model.config)
+        config = dataclasses.replace(config, max_length=resolve_max_length(config.max_length, limit, config.model))
+    except CheckpointError as error:
+        raise ExportSettingsError(str(error)) from None
     encoder = PairEncoder(checkpoint.tokenizer, config.max_length, checkpoint.pad_id)
 
-    staging = output.with_name(output.name + ".partial")
-    reset_staging(staging)
-    try:
+    with staged_repository(config) as staging:
+        work = staging / WORK
         scorer_version = staging / names["scorer_name"] / "1"
         scorer_version.mkdir(parents=True)
-        fp32_path = staging / "fp32.onnx"
-        log(f"exporting ONNX (opset {config.opset}, max length {config.max_length})")
-        started = time.perf_counter()
-        export_onnx(checkpoint, fp32_path, config.opset)
-        export_seconds = time.perf_counter() - started
-
-        queries, documents = parity_pairs()
-        parity = check_onnx_parity(checkpoint, encoder, fp32_path, queries, documents, config.parity_tolerance)
-        log(
-            f"parity vs PyTorch on {parity.pairs} multilingual pairs: max |diff| "
-            f"{parity.max_abs_diff:.2e}, same order per query: {parity.same_order_per_query}"
-        )
+        fp32_path = work / "fp32.onnx"
+        parity, export_seconds = _export_checked(config, checkpoint, encoder, fp32_path, log)
         candidates = auto_candidates() if config.precision == AUTO else [config.precision]
         fused_path, fusions = fp32_path, {}
         if config.engine == "onnxruntime" and {"fp32", "fp16", "int8-dynamic"} & set(candidates):
-            fused_path = staging / "fused.onnx"
+            fused_path = work / "fused.onnx"
             fusions = fuse_for_onnxruntime(fp32_path, fused_path)
             log(f"ONNX Runtime fusions: {_describe_fusions(fusions)}")
-        chosen, rows = _choose_scorer(config, checkpoint, encoder, candidates, fp32_path, fused_path, staging, log)
+        chosen, rows = _choose_scorer(config, checkpoint, encoder, candidates, fp32_path, fused_path, work, log)
 
         engine = None
         if config.engine == "tensorrt":
@@ -152,18 +137,28 @@ def build_repository(config: ExportConfig, log=print) -> Path:
             "exported_on": platform.platform(),
             "build_fingerprint": fingerprint,
         }
-        for leftover in [*staging.glob("*.onnx"), staging / "candidates"]:
-            remove(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
         for version_dir in (staging / names["tokenizer_name"] / "1", scorer_version):
             write_manifest(version_dir, export_facts)
-        install(staging, config)
-    finally:
-        remove(staging)
     log(f"wrote Triton model repository {output}" + (f" (models {', '.join(names.values())})" if config.add else ""))
     return output
 
 
-def _choose_scorer(config, checkpoint, encoder, candidates, fp32_path, fused_path, staging, log) -> tuple[Trial, list]:
+def _export_checked(config: ExportConfig, checkpoint: Checkpoint, encoder: PairEncoder, fp32_path: Path, log):
+    """Exports the fp32 ONNX graph and checks it scores like PyTorch; returns (parity, seconds)."""
+    log(f"exporting ONNX (opset {config.opset}, max length {config.max_length})")
+    started = time.perf_counter()
+    export_onnx(checkpoint, fp32_path, config.opset)
+    export_seconds = time.perf_counter() - started
+    queries, documents = parity_pairs()
+    parity = check_onnx_parity(checkpoint, encoder, fp32_path, queries, documents, config.parity_tolerance)
+    log(
+        f"parity vs PyTorch on {parity.pairs} multilingual pairs: max |diff| "
+        f"{parity.max_abs_diff:.2e}, same order per query: {parity.same_order_per_query}"
+    )
+    return parity, export_seconds
+
+
+def _choose_scorer(config, checkpoint, encoder, candidates, fp32_path, fused_path, work, log) -> tuple[Trial, list]:
     """Builds each candidate precision, judges it with the quality gate and returns the one
     to serve (with auto: the fastest that passes) and the comparison rows."""
     eval_set = load_eval_set(config.eval)
@@ -174,14 +169,15 @@ def _choose_scorer(config, checkpoint, encoder, candidates, fp32_path, fused_pat
     for precision in candidates:
         try:
             files = build_scorer_files(
-                precision, fp32_path, fused_path, staging / "candidates" / precision, encoder, calibration,
+                precision, fp32_path, fused_path, work / precision, encoder, calibration,
                 getattr(checkpoint.model.config, "intermediate_size", None), config.allow_f32_fallback, log,
             )
-            runtime = files.open(threads=config.intra_op_threads)
-        except (PrecisionUnavailable, RuntimeSetupError, ValueError) as error:
+            runtime = files.open(threads=config.serving.intra_op_threads)
+        except Exception as error:  # with auto, a candidate that cannot be built is skipped and said why
             if config.precision != AUTO:
                 raise
-            rows.append({"precision": precision, "unavailable": str(error)})
+            rows.append({"precision": precision, "unavailable": str(error).strip().splitlines()[0]})
+            log(f"{precision}: unavailable here: {rows[-1]['unavailable']}")
             continue
         trial = Trial(files, runtime.describe(), gate.judge(runtime))
         trials.append(trial)
@@ -197,7 +193,8 @@ def _choose_scorer(config, checkpoint, encoder, candidates, fp32_path, fused_pat
         log(format_table(rows))
         chosen = fastest_passing(trials)
         if chosen is None:
-            raise QualityGateError(f"no precision passed the quality gate on this machine: {rows}")
+            failed = "; ".join(f"{t.files.precision}: {t.verdict.report.failures()[0]}" for t in trials)
+            raise QualityGateError(f"no precision passed the quality gate on this machine ({failed})")
         log(f"chose {chosen.files.precision}: the fastest that passed the gate on this CPU ({instruction_set()})")
         return chosen, rows
     chosen = trials[0]
@@ -228,19 +225,33 @@ def check_destination(config: ExportConfig, model_folders: list[str]) -> None:
     output = config.output
     if not config.add:
         if output.exists() and any(output.iterdir()) and not config.overwrite:
-            raise FileExistsError(f"{output} already exists; pass --overwrite to replace it, or --add to add models")
+            raise DestinationExistsError(f"{output} already exists; pass --overwrite to replace it, or --add to add models")
         return
     clashes = sorted(name for name in model_folders if (output / name).exists())
     if clashes and not config.overwrite:
-        raise FileExistsError(
+        raise DestinationExistsError(
             f"{output} already has models {', '.join(clashes)}; pass --name to choose another name "
             "or --overwrite to replace them"
         )
 
 
-def reset_staging(staging: Path) -> None:
+WORK = "_work"  # scratch files inside the staging folder; no model can take the name
+
+
+@contextlib.contextmanager
+def staged_repository(config: ExportConfig) -> Iterator[Path]:
+    """A sibling folder to assemble the models in (scratch files in its `_work/`). Only when the
+    block succeeds are the models moved into place; the folder is removed either way, so a
+    failed export never leaves a half-written repository."""
+    staging = config.output.with_name(config.output.name + ".partial")
     remove(staging)
-    staging.mkdir(parents=True)
+    (staging / WORK).mkdir(parents=True)
+    try:
+        yield staging
+        remove(staging / WORK)
+        install(staging, config)
+    finally:
+        remove(staging)
 
 
 def remove(path: Path) -> None:
@@ -283,7 +294,7 @@ def _write_models(
     (tokenizer_dir / "1").mkdir(parents=True)
     (tokenizer_dir / "1" / "tokenizer.json").write_text(checkpoint.tokenizer.to_str(), encoding="utf-8")
     copy_resource("tokenizer/model.py", tokenizer_dir / "1" / "model.py")
-    copy_resource("pair_encoding.py", tokenizer_dir / "1" / "pair_encoding.py")
+    copy_pair_encoding(tokenizer_dir / "1")
     copy_resource("artifacts.py", tokenizer_dir / "1" / "artifacts.py")
     render("tokenizer/config.pbtxt", tokenizer_dir / "config.pbtxt", fields)
 
@@ -296,9 +307,9 @@ def _write_models(
             "profile_batch": ", ".join(map(str, config.profile_batch)),
             "profile_length": ", ".join(map(str, config.profile_length)),
         }
-        render("tensorrt_plan/config.pbtxt", scorer_dir / "config.pbtxt", {**fields, **profile})
+        render("scorer/native_tensorrt.pbtxt", scorer_dir / "config.pbtxt", {**fields, **profile})
     else:
-        render("onnx_native/config.pbtxt", scorer_dir / "config.pbtxt", fields)
+        render("scorer/native_onnxruntime.pbtxt", scorer_dir / "config.pbtxt", fields)
     write_warmup(scorer_dir / "warmup", warmup, token_types)
 
     rerank_dir = root / names["rerank_name"]
@@ -319,22 +330,12 @@ def runtime_fields(runtime: str, options: dict) -> dict:
 
 
 def serving_fields(config: ExportConfig, pad_id: int, vocab_size: int) -> dict:
-    """The template fields every pipeline shares: batching, instances, run caps, queue bounds."""
+    """The template fields every pipeline shares: the serving settings and the model's facts."""
     return {
-        "max_batch_size": config.max_batch_size,
-        "merged_batch_size": config.max_batch_size * config.merge_requests,
+        **config.serving.template_fields(),
         "max_length": config.max_length,
         "pad_id": pad_id,
         "vocab_size": vocab_size,
-        "tokenizer_queue_delay_us": config.tokenizer_queue_delay_us,
-        "scorer_queue_delay_us": config.scorer_queue_delay_us,
-        "tokenizer_instances": config.tokenizer_instances,
-        "scorer_instances": config.scorer_instances,
-        "intra_op_threads": config.intra_op_threads,
-        "max_pairs_per_run": config.max_pairs_per_run,
-        "max_tokens_per_run": config.max_tokens_per_run,
-        "max_queue_size": config.max_queue_size,
-        "queue_timeout_us": int(config.queue_timeout_s * 1e6),
         "warmup_batch": WARMUP_BATCH,
     }
 
@@ -379,9 +380,28 @@ def token_type_fields(enabled: bool, warmup_length: int) -> dict:
 
 
 def render(template: str, destination: Path, fields: dict):
+    """Fills a config.pbtxt template and checks the result is a valid Triton model config, so a
+    missing field or a typo fails the export, not the server's load."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
     text = TEMPLATES.joinpath(template).read_text(encoding="utf-8")
+    try:
+        rendered = Template(text).substitute(fields)
+    except KeyError as error:
+        raise TemplateError(f"template {template} needs field {error.args[0]!r}, which the exporter did not set") from None
+    try:
+        text_format.Parse(rendered, model_config_pb2.ModelConfig())
+    except text_format.ParseError as error:
+        raise TemplateError(f"{template} rendered to an invalid Triton model config: {error}") from None
     destination.parent.mkdir(parents=True, exist_ok=True)
-    destination.write_text(Template(text).safe_substitute(fields), encoding="utf-8")
+    destination.write_text(rendered, encoding="utf-8")
+
+
+def copy_pair_encoding(version_dir: Path) -> None:
+    """The pair encoding and the text rule it applies, next to a model that encodes or checks texts."""
+    for name in ("pair_encoding.py", "text_rule.py"):
+        copy_resource(name, version_dir / name)
 
 
 def copy_resource(name: str, destination: Path):
@@ -432,13 +452,35 @@ def build_repository_unless_current(config: ExportConfig, log=print) -> Path:
 
 
 def build_fingerprint(config: ExportConfig) -> str:
-    """sha256 of the export settings (not where they are written) and of every model file and
-    config template a repository is made from."""
+    """sha256 of the export settings (not where they are written), of the checkpoint's files
+    (a model retrained into the same folder is a new model) and of every model file and config
+    template a repository is made from."""
     settings = dataclasses.replace(config, output=Path("."), overwrite=False)
     digest = hashlib.sha256(f"{polyrank.__version__} {settings!r}".encode())
-    for name in REPOSITORY_SOURCES:
-        digest.update(TEMPLATES.joinpath(name).read_bytes())
+    for path in _checkpoint_files(config.model):
+        digest.update(f"{path.name} {sha256_of(str(path))}".encode())
+    for source in repository_sources():
+        digest.update(source.read_bytes())
     return digest.hexdigest()
+
+
+def _checkpoint_files(model: str) -> list[Path]:
+    """The files of a local checkpoint (a hub id has none here: its name stands for it)."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def repository_sources() -> list:
+    """Every file of the Triton side: the model code and config templates in model_repository/."""
+    sources = []
+    for entry in sorted(TEMPLATES.iterdir(), key=lambda e: e.name):
+        if entry.is_file() and entry.name.endswith(".py") and entry.name != "__init__.py":
+            sources.append(entry)
+        elif entry.is_dir() and entry.name != "__pycache__":
+            sources += sorted((f for f in entry.iterdir() if f.name == "model.py" or f.suffix == ".pbtxt"), key=lambda f: f.name)
+    return sources
 
 
 def _describe_source(model: str, checkpoint: Checkpoint) -> dict:

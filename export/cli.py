@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from polyrank.export.config import ENGINES, PRECISION_CHOICES, TARGETS, ExportConfig
+from polyrank.export.config import ENGINES, PRECISION_CHOICES, TARGETS, ExportConfig, ServingConfig
 from polyrank.export.quality import GateThresholds
 
 
@@ -14,7 +14,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="Triton model repository to write")
     parser.add_argument("--max-length", type=int, help="longest pair in tokens (default: 256, or the checkpoint's limit if lower)")
     parser.add_argument("--target", choices=TARGETS, default="embedded", help="serving target (default embedded)")
-    parser.add_argument("--max-batch-size", type=int, default=256, help="most pairs per request (default 256)")
+    serving = ServingConfig()
+    parser.add_argument("--max-batch-size", type=int, default=serving.max_batch_size,
+                        help=f"most pairs per request ({serving.max_batch_size})")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
                         help="scorer precision (default fp32); auto: the fastest that passes the gate on this CPU")
     parser.add_argument("--allow-f32-fallback", action="store_true",
@@ -39,8 +41,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing repository (with --add: its models of the same names)")
     parser.add_argument("--name", default="rerank", help="model name clients call (default rerank); its parts get it as prefix")
     parser.add_argument("--add", action="store_true", help="add the models to an existing repository, e.g. a student beside its teacher")
-    parser.add_argument("--max-queue-size", type=int, default=32, help="requests the scorer queues before rejecting (32)")
-    parser.add_argument("--queue-timeout", type=float, default=20.0, help="seconds a request may wait in that queue (20)")
+    parser.add_argument("--max-queue-size", type=int, default=serving.max_queue_size,
+                        help=f"requests the scorer queues before rejecting ({serving.max_queue_size})")
+    parser.add_argument("--queue-timeout", type=float, default=serving.queue_timeout_s,
+                        help=f"seconds a request may wait in that queue ({serving.queue_timeout_s:g})")
     parser.add_argument("--embedding-dim", type=int, help="two-tower: serve the first N embedding components (default: all)")
 
 
@@ -57,12 +61,19 @@ def _shape(text: str) -> tuple[int, int, int]:
 def run_export(args: argparse.Namespace) -> int:
     from polyrank.export.build_repository import build_repository
 
-    config = ExportConfig(
+    build_repository(config_from_arguments(args))
+    return 0
+
+
+def config_from_arguments(args: argparse.Namespace) -> ExportConfig:
+    return ExportConfig(
         model=args.model,
         output=args.output,
         max_length=args.max_length,
         target=args.target,
-        max_batch_size=args.max_batch_size,
+        serving=ServingConfig(
+            max_batch_size=args.max_batch_size, max_queue_size=args.max_queue_size, queue_timeout_s=args.queue_timeout
+        ),
         precision=args.precision,
         engine=args.engine,
         profile_batch=args.profile_batch,
@@ -82,11 +93,7 @@ def run_export(args: argparse.Namespace) -> int:
         name=args.name,
         add=args.add,
         embedding_dim=args.embedding_dim,
-        max_queue_size=args.max_queue_size,
-        queue_timeout_s=args.queue_timeout,
     )
-    build_repository(config)
-    return 0
 
 
 def add_shaped_model_arguments(parser: argparse.ArgumentParser) -> None:

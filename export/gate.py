@@ -11,11 +11,14 @@ import numpy as np
 
 from polyrank.export.quality import EvalQuery, GateReport, GateThresholds, compare_rankings
 from polyrank.export.scoring import runtime_batch_scorer, score_sorted, torch_batch_scorer
-from polyrank.export.to_onnx import Checkpoint
+from polyrank.checkpoint import Checkpoint
 from polyrank.model_repository.pair_encoding import PairEncoder
 
 if TYPE_CHECKING:
     from polyrank.export.precisions import ScorerFiles
+
+
+_REFERENCES: dict = {}  # the last reference scored: (checkpoint, max length, lists) -> scores
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,12 @@ class QualityGate:
         self, checkpoint: Checkpoint, encoder: PairEncoder, eval_set: Sequence[EvalQuery], thresholds: GateThresholds
     ):
         self.encoder, self.eval_set, self.thresholds = encoder, list(eval_set), thresholds
-        reference = torch_batch_scorer(checkpoint)
-        self.reference = [score_sorted(reference, encoder, q.query, q.documents).astype(np.float64) for q in self.eval_set]
+        key = (checkpoint.source, encoder.max_length, tuple(self.eval_set))
+        if key not in _REFERENCES:  # exporting several precisions of one checkpoint in one process
+            reference = torch_batch_scorer(checkpoint)
+            _REFERENCES.clear()
+            _REFERENCES[key] = [score_sorted(reference, encoder, q.query, q.documents).astype(np.float64) for q in self.eval_set]
+        self.reference = _REFERENCES[key]
 
     @property
     def pairs(self) -> int:

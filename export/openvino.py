@@ -22,6 +22,8 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from polyrank.export.errors import ExportSettingsError
+
 QUANTIZED_METHOD = "NNCF post-training quantization, transformer preset (SmoothQuant, fast bias correction)"
 
 
@@ -56,7 +58,7 @@ def quantize_int8_mixed(
     model = ov.Core().read_model(str(ir_path))
     kept = ffn_down_projections(model, intermediate_size)
     if not kept:
-        raise ValueError(
+        raise ExportSettingsError(
             f"int8-mixed requires feed-forward layers reading intermediate_size={intermediate_size} features, "
             "found none in the graph"
         )

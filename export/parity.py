@@ -7,14 +7,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from polyrank.export.to_onnx import Checkpoint
-from polyrank.model_repository.pair_encoding import PaddedBatch, PairEncoder
-
-
-class ParityError(RuntimeError):
-    """The exported model scores differently from the reference beyond the tolerance."""
+from polyrank.checkpoint import Checkpoint, torch_scores
+from polyrank.export.errors import ParityError
+from polyrank.model_repository.pair_encoding import PairEncoder
 
 
 @dataclass(frozen=True)
@@ -32,22 +28,6 @@ class ParityReport:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "passed": self.passed}
-
-
-def torch_inputs(batch: PaddedBatch, token_types: bool) -> dict[str, torch.Tensor]:
-    """A padded batch as a Hugging Face model's keyword arguments."""
-    inputs = {"input_ids": torch.from_numpy(batch.input_ids), "attention_mask": torch.from_numpy(batch.attention_mask)}
-    if token_types:
-        inputs["token_type_ids"] = torch.from_numpy(batch.token_type_ids)
-    return inputs
-
-
-def torch_scores(checkpoint: Checkpoint, encoder: PairEncoder, queries, documents) -> np.ndarray:
-    """Reference scores from the PyTorch model, one padded batch."""
-    batch = encoder.encode_padded(queries, documents)
-    with torch.no_grad():
-        logits = checkpoint.model(**torch_inputs(batch, checkpoint.uses_token_type_ids)).logits
-    return logits.reshape(-1).float().numpy()
 
 
 def onnx_session(onnx_path: Path):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
+from polyrank.export.errors import PrecisionUnavailable
 from polyrank.model_repository import runtimes
 
 if TYPE_CHECKING:
@@ -37,10 +38,6 @@ AUTO = "auto"
 # What `--precision auto` tries: the CPU formats (fp16 and int8-static are GPU / TensorRT formats).
 AUTO_CANDIDATES = ("fp32", "bf16", "int8-mixed", "int8-dynamic")
 CALIBRATION_BATCH = 8
-
-
-class PrecisionUnavailable(RuntimeError):
-    """This machine cannot run the requested precision."""
 
 
 @dataclass(frozen=True)

@@ -27,89 +27,21 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from polyrank.export.errors import ExportSettingsError
 from polyrank.export.samples import gate_lists
-from polyrank.jsonl import read_jsonl
-
-
-@dataclass(frozen=True)
-class EvalQuery:
-    query: str
-    documents: tuple[str, ...]
-    labels: Optional[tuple[float, ...]] = None
-
-
-class QualityGateError(RuntimeError):
-    """The candidate model missed a quality threshold."""
+from polyrank.ranking import EvalQuery, ListsError, kendall_tau, label_metrics, ndcg_at_k, read_lists, spearman
 
 
 def load_eval_set(path: Optional[Path]) -> list[EvalQuery]:
-    """JSONL lines {"query": str, "documents": [str, ...], "labels": [float, ...]?};
-    the built-in multilingual lists (8 languages, 100 candidates each) when path is None."""
+    """The gate's lists: `path` (JSONL {"query", "documents", "labels"?}), or the built-in
+    multilingual lists (8 languages, 100 candidates each) when path is None."""
     if path is None:
         return [EvalQuery(query, documents) for query, documents in gate_lists()]
-    queries = []
+    try:
+        return read_lists(path)
+    except ListsError as error:
+        raise ExportSettingsError(str(error)) from None
 
-    def fields(record):
-        return record["query"], record["documents"], record.get("labels")
-
-    for number, (query, documents, labels) in read_jsonl(path, fields, "{'query', 'documents', 'labels'?}"):
-        if not isinstance(query, str) or not documents or not all(isinstance(d, str) for d in documents):
-            raise ValueError(f"{path}:{number}: query must be a string and documents a non-empty list of strings")
-        if labels is not None and len(labels) != len(documents):
-            raise ValueError(f"{path}:{number}: {len(labels)} labels for {len(documents)} documents")
-        queries.append(EvalQuery(query, tuple(documents), None if labels is None else tuple(map(float, labels))))
-    if not queries:
-        raise ValueError(f"{path} holds no evaluation queries")
-    return queries
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (average ranks for ties); 1.0 when both are constant."""
-    ranks_a, ranks_b = _average_ranks(a), _average_ranks(b)
-    if np.ptp(ranks_a) == 0 or np.ptp(ranks_b) == 0:
-        return 1.0 if np.ptp(ranks_a) == np.ptp(ranks_b) else 0.0
-    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
-
-
-def ndcg_at_k(gains: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
-    """NDCG@k of ranking by `scores`, with `gains` as graded relevance (linear gain)."""
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ranked = gains[np.argsort(-scores, kind="stable")][:k]
-    ideal = np.sort(gains)[::-1][:k]
-    ideal_dcg = float((ideal * discounts[: len(ideal)]).sum())
-    return float((ranked * discounts[: len(ranked)]).sum() / ideal_dcg) if ideal_dcg > 0 else 1.0
-
-
-def mrr_at_k(labels: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
-    ranked = labels[np.argsort(-scores, kind="stable")][:k] > 0
-    hits = np.flatnonzero(ranked)
-    return float(1.0 / (hits[0] + 1)) if hits.size else 0.0
-
-
-def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    relevant = labels[np.argsort(-scores, kind="stable")] > 0
-    if not relevant.any():
-        return 0.0
-    precision_at_hits = np.cumsum(relevant)[relevant] / (np.flatnonzero(relevant) + 1)
-    return float(precision_at_hits.mean())
-
-
-def label_metrics(labels: np.ndarray, scores: np.ndarray, k: int = 10) -> tuple[float, float, float]:
-    """(NDCG@k, MRR@k, AP) against labels; all 0 for a query with no relevant document, as
-    sentence-transformers' reranking evaluator counts it."""
-    labels = np.asarray(labels, dtype=np.float64)
-    if not (labels > 0).any():
-        return 0.0, 0.0, 0.0
-    return ndcg_at_k(labels, scores, k), mrr_at_k(labels, scores, k), average_precision(labels, scores)
-
-
-def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
-    """Kendall's tau-b (ties counted as neither concordant nor discordant)."""
-    da, db = np.sign(a[:, None] - a[None, :]), np.sign(b[:, None] - b[None, :])
-    upper = np.triu_indices(len(a), k=1)
-    da, db = da[upper], db[upper]
-    denominator = np.sqrt(float((da != 0).sum()) * float((db != 0).sum()))
-    return float((da * db).sum() / denominator) if denominator else 1.0
 
 
 def top_k_overlap(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -> float:
@@ -153,12 +85,12 @@ class GateThresholds:
 
     def __post_init__(self):
         if not self.tie_margin >= 0:
-            raise ValueError(f"tie_margin must be 0 or more, got {self.tie_margin!r}")
+            raise ExportSettingsError(f"tie_margin must be 0 or more, got {self.tie_margin!r}")
         for name in ("min_top1_fidelity", "min_top10_fidelity", "min_clear_pair_concordance"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
+                raise ExportSettingsError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
         if not 0 <= self.max_label_drop <= 1:
-            raise ValueError(f"max_label_drop must lie in [0, 1], got {self.max_label_drop!r}")
+            raise ExportSettingsError(f"max_label_drop must lie in [0, 1], got {self.max_label_drop!r}")
 
 
 @dataclass(frozen=True)
@@ -210,7 +142,8 @@ class GateReport:
         return failed
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "passed": not self.failures()}
+        failures = self.failures()
+        return {**asdict(self), "passed": not failures, "failures": failures}
 
 
 def compare_rankings(
@@ -264,14 +197,3 @@ def compare_rankings(
         label_metrics=by_labels,
         thresholds=thresholds,
     )
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(len(values), dtype=np.float64)
-    for value in np.unique(values):  # ties share their average rank
-        tied = values == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    return ranks

@@ -9,8 +9,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from polyrank.export.parity import torch_inputs
-from polyrank.export.to_onnx import Checkpoint
+from polyrank.checkpoint import torch_inputs
+from polyrank.checkpoint import Checkpoint
 from polyrank.model_repository.pair_encoding import PaddedBatch, PairEncoder
 
 BATCH = 16

@@ -10,9 +10,7 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
-
-class TensorRTUnavailable(RuntimeError):
-    """No NVIDIA GPU or no TensorRT here: a TensorRT plan cannot be built."""
+from polyrank.export.errors import TensorRTUnavailable
 
 
 def require_tensorrt():

@@ -20,11 +20,12 @@ import torch
 from tokenizers import Tokenizer
 
 import polyrank
+from polyrank.checkpoint import CheckpointError, position_limit, resolve_max_length
 from polyrank.export import build_repository as repository
 from polyrank.export.config import ExportConfig
+from polyrank.export.errors import ExportSettingsError
 from polyrank.export.parity import ParityError, onnx_session
 from polyrank.export.samples import parity_pairs
-from polyrank.export.to_onnx import position_limit, resolve_max_length
 from polyrank.model_repository.pair_encoding import PairEncoder
 from polyrank.training.students import TwoTower, load_two_tower
 
@@ -44,7 +45,7 @@ def model_names(name: str, shared: bool) -> dict[str, str]:
 def build_two_tower_repository(config: ExportConfig, log=print) -> Path:
     """Exports a two-tower student (fp32, embedded target) into `config.output`."""
     if config.precision != "fp32" or config.target != "embedded":
-        raise ValueError(
+        raise ExportSettingsError(
             f"two-tower students export as fp32 for the embedded server for now, "
             f"got precision {config.precision}, target {config.target}"
         )
@@ -52,20 +53,21 @@ def build_two_tower_repository(config: ExportConfig, log=print) -> Path:
     model, settings = load_two_tower(Path(config.model))
     dim = config.embedding_dim or model.dim
     if dim not in (model.dim, model.reduced_dim):
-        raise ValueError(
+        raise ExportSettingsError(
             f"--embedding-dim must be the student's full ({model.dim}) or reduced ({model.reduced_dim}) size, got {dim}"
         )
-    limit = position_limit(model.query_encoder.config)
-    config = dataclasses.replace(config, max_length=resolve_max_length(config.max_length, limit, config.model))
+    try:
+        max_length = resolve_max_length(config.max_length, position_limit(model.query_encoder.config), config.model)
+    except CheckpointError as error:
+        raise ExportSettingsError(str(error)) from None
+    config = dataclasses.replace(config, max_length=max_length)
     tokenizer = Tokenizer.from_file(str(Path(config.model) / "query_encoder" / "tokenizer.json"))
     encoder = PairEncoder(tokenizer, config.max_length, model.query_encoder.config.pad_token_id)
     name = "two_tower" if config.name == "rerank" else config.name
     names = model_names(name, model.shared)
     repository.check_destination(config, list(_model_folders(names)))
 
-    staging = config.output.with_name(config.output.name + ".partial")
-    repository.reset_staging(staging)
-    try:
+    with repository.staged_repository(config) as staging:
         towers = {"encoder_name": "product"} | ({} if model.shared else {"query_encoder_name": "query"})
         parity = {}
         started = time.perf_counter()
@@ -93,9 +95,6 @@ def build_two_tower_repository(config: ExportConfig, log=print) -> Path:
         }
         for version in sorted(staging.glob("*/1")):
             repository.write_manifest(version, facts)
-        repository.install(staging, config)
-    finally:
-        repository.remove(staging)
     log(f"wrote two-tower models {', '.join(sorted(_model_folders(names)))} to {config.output}")
     return config.output
 
@@ -153,9 +152,9 @@ def _write_models(staging: Path, fields: dict, names: dict, towers: dict, encode
     tokenizer_version.mkdir(parents=True)
     (tokenizer_version / "tokenizer.json").write_text(tokenizer.to_str(), encoding="utf-8")
     repository.copy_resource("tokenizer/model.py", tokenizer_version / "model.py")
-    repository.copy_resource("pair_encoding.py", tokenizer_version / "pair_encoding.py")
+    repository.copy_pair_encoding(tokenizer_version)
     repository.copy_resource("artifacts.py", tokenizer_version / "artifacts.py")
-    repository.render("text_tokenizer/config.pbtxt", staging / names["tokenizer_name"] / "config.pbtxt", fields)
+    repository.render("tokenizer/texts.pbtxt", staging / names["tokenizer_name"] / "config.pbtxt", fields)
 
     warmup = encoder.encode_texts_padded([repository.WARMUP_PRODUCT])
     for key in towers:
@@ -175,7 +174,7 @@ def _write_models(staging: Path, fields: dict, names: dict, towers: dict, encode
     rerank = staging / names["rerank_name"]
     repository.copy_resource("two_tower_rerank/model.py", rerank / "1" / "model.py")
     repository.copy_resource("artifacts.py", rerank / "1" / "artifacts.py")
-    repository.copy_resource("pair_encoding.py", rerank / "1" / "pair_encoding.py")
+    repository.copy_pair_encoding(rerank / "1")
     repository.render("two_tower_rerank/config.pbtxt", rerank / "config.pbtxt", fields)
 
 

@@ -2,7 +2,8 @@
 
 Export, parity checks, the Triton tokenizer model and the tests all import this module.
 It depends on `tokenizers` and numpy only (no Triton, no torch), and it is copied next
-to the tokenizer model in a generated repository so that the repository is self-contained.
+to the tokenizer model in a generated repository (with text_rule.py, the rule for a valid
+text, which the light client shares) so that the repository is self-contained.
 
 Encoding rule: the checkpoint's own pair template (mmBERT: `<bos> query <eos> product <eos>`,
 BERT: `[CLS] query [SEP] product [SEP]`), truncating only the product side to `max_length`.
@@ -18,37 +19,10 @@ from typing import Optional, Sequence
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-
-# Longest text accepted (UTF-8 bytes): far beyond any product title or description that
-# fits max_length tokens, small enough that one request cannot tie up the tokenizer.
-MAX_TEXT_BYTES = 65536
-
-
-def text_problem(text: str, encoded_bytes: int) -> Optional[str]:
-    """What is wrong with one query or product text, or None: the one rule the client and
-    the server's models share."""
-    if encoded_bytes > MAX_TEXT_BYTES:
-        return f"is {encoded_bytes} bytes, more than the {MAX_TEXT_BYTES} allowed"
-    if "\x00" in text:
-        return "contains a NUL character"
-    if not text.strip():
-        return "is empty or only whitespace"
-    return None
-
-
-def decode_text(name: str, row: int, value) -> str:
-    """One element of a BYTES input tensor as text; ValueError naming `name[row]` if it is not
-    valid UTF-8 or breaks `text_problem`."""
-    if not isinstance(value, bytes):
-        raise ValueError(f"{name}[{row}] must be UTF-8 bytes, got {type(value).__name__}")
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{name}[{row}] is not valid UTF-8 ({error.reason} at byte {error.start})") from None
-    problem = text_problem(text, len(value))
-    if problem:
-        raise ValueError(f"{name}[{row}] {problem}")
-    return text
+if __package__:  # polyrank.model_repository.pair_encoding
+    from .text_rule import decode_text, text_problem  # noqa: F401 (the models import them from here)
+else:  # a copy next to a Triton model, text_rule.py beside it on the path
+    from text_rule import decode_text, text_problem  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,18 @@ import sys
 from pathlib import Path
 
 from polyrank.client import cli as rerank_cli
+from polyrank.extras import require
 from polyrank.export import cli as export_cli
+from polyrank.training import cli as training_cli
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="polyrank", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    export_cli.add_export_arguments(commands.add_parser("export", help="checkpoint -> Triton model repository"))
+    export = commands.add_parser("export", help="checkpoint -> Triton model repository")
+    export_cli.add_export_arguments(export)
+    export.set_defaults(handler=lambda args, cache: export_cli.run_export(args), parts=("export",))
     serve = commands.add_parser("serve", help="run the embedded Triton server on a repository")
     serve.add_argument("--repository", required=True, type=Path)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -32,71 +36,40 @@ def main(argv=None) -> int:
     serve.add_argument("--model-control", action="store_true",
                        help="open the load/unload API, only to calls with the admin key header "
                             "set to $POLYRANK_ADMIN_KEY (closed by default)")
-    rerank_cli.add_arguments(commands.add_parser("rerank", help="rerank products through a running server"))
+    serve.set_defaults(handler=_serve, parts=("serve",))
+    rerank = commands.add_parser("rerank", help="rerank products through a running server")
+    rerank_cli.add_arguments(rerank)
+    rerank.set_defaults(handler=lambda args, cache: rerank_cli.run(args))
     demo = commands.add_parser("demo", help="export, serve and rerank multilingual sample queries")
     demo.add_argument("--model", default=None, help="checkpoint (default: mmBERT-small-shaped, random weights)")
     demo.add_argument("--workdir", type=Path, default=Path("build/demo"))
+    demo.add_argument("--precision", default="fp32",
+                      help="scorer precision, as for export (default fp32; auto: the fastest that passes the gate)")
+    demo.set_defaults(handler=_demo, parts=("export", "serve"))
     train = commands.add_parser("train", help="fine-tune a cross-encoder on JSONL pairs")
-    train.add_argument("--base", required=True, help="local pretrained encoder (or cross-encoder) directory")
-    train.add_argument("--train", required=True, type=Path, help='JSONL {"query", "document", "label" in [0, 1]}')
-    train.add_argument("--output", required=True, type=Path)
-    train.add_argument("--epochs", type=int, default=1)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--learning-rate", type=float, default=5e-5)
-    train.add_argument("--max-length", type=int, default=128)
-    train.add_argument("--seed", type=int, default=0)
-    _add_distill_arguments(commands.add_parser("distill", help="distil a student from a cross-encoder teacher"))
+    training_cli.add_train_arguments(train)
+    train.set_defaults(handler=lambda args, cache: training_cli.run_train(args), parts=("export",))
+    distill = commands.add_parser("distill", help="distil a student from a cross-encoder teacher")
+    training_cli.add_distill_arguments(distill)
+    distill.set_defaults(handler=lambda args, cache: training_cli.run_distill(args), parts=("export",))
     evaluate = commands.add_parser("evaluate", help="NDCG@10, MRR@10, MAP, Pearson, Spearman on labelled lists")
     evaluate.add_argument("--model", required=True, help="cross-encoder or two-tower checkpoint directory")
     evaluate.add_argument("--data", required=True, type=Path, help='JSONL {"query", "documents", "labels"}')
     evaluate.add_argument("--max-length", type=int, default=256)
     evaluate.add_argument("--dim", type=int, help="two-tower: score with the first DIM components (e.g. the reduced size)")
-    export_cli.add_shaped_model_arguments(
-        commands.add_parser("build-shaped-model", help="write the mmBERT-small-shaped random-weight checkpoint")
-    )
+    evaluate.set_defaults(handler=_evaluate, parts=("export",))
+    shaped = commands.add_parser("build-shaped-model", help="write the mmBERT-small-shaped random-weight checkpoint")
+    export_cli.add_shaped_model_arguments(shaped)
+    shaped.set_defaults(handler=export_cli.run_build_shaped_model, parts=("export",))
 
     args = parser.parse_args(argv)
     # polyrank logs its own progress lines; Hugging Face's per-file progress bars only clutter them.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from polyrank.export.assets import cache_dir_from
 
-    cache_dir = cache_dir_from(os.environ)
     try:
-        if args.command == "export":
-            return export_cli.run_export(args)
-        if args.command == "serve":
-            admin_key = os.environ.get("POLYRANK_ADMIN_KEY") if args.model_control else None
-            if args.model_control and not admin_key:
-                raise ValueError("--model-control needs the admin key in POLYRANK_ADMIN_KEY (16 characters or more)")
-            return _serve(args, admin_key)
-        if args.command == "rerank":
-            return rerank_cli.run(args)
-        if args.command == "train":
-            from polyrank.training.train import TrainConfig, train_cross_encoder
-
-            train_cross_encoder(
-                TrainConfig(
-                    base=args.base, train=args.train, output=args.output, epochs=args.epochs,
-                    batch_size=args.batch_size, learning_rate=args.learning_rate,
-                    max_length=args.max_length, seed=args.seed,
-                ),
-                log=lambda line: print(line, flush=True),
-            )
-            return 0
-        if args.command == "distill":
-            return _distill(args)
-        if args.command == "evaluate":
-            import json
-
-            from polyrank.evaluate import evaluate_model
-
-            print(json.dumps(evaluate_model(args.model, args.data, args.max_length, args.dim), indent=2))
-            return 0
-        if args.command == "demo":
-            from polyrank.demo import run_demo
-
-            return run_demo(args.model, args.workdir, cache_dir)
-        return export_cli.run_build_shaped_model(args, cache_dir)
+        require(*getattr(args, "parts", ()))
+        return args.handler(args, cache_dir_from(os.environ))
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # one line for the user; the traceback helps nobody here
@@ -107,41 +80,28 @@ def main(argv=None) -> int:
         return 1
 
 
-def _add_distill_arguments(parser: argparse.ArgumentParser) -> None:
-    from polyrank.training.distill import STUDENTS
-    from polyrank.training.losses import LISTWISE_LOSSES
+def _evaluate(args: argparse.Namespace, cache_dir: Path) -> int:
+    import json
 
-    parser.add_argument("--teacher", required=True, help="cross-encoder checkpoint directory")
-    parser.add_argument("--student", required=True, choices=STUDENTS)
-    parser.add_argument("--data", required=True, type=Path, help='unlabeled lists, JSONL {"query", "documents"}')
-    parser.add_argument("--output", required=True, type=Path)
-    parser.add_argument("--layers", type=int, help="teacher layers to keep (shallow: required; two-tower: all)")
-    parser.add_argument("--layer-choice", choices=("spread", "bottom"), default="spread",
-                        help="which teacher layers: evenly spaced, first and last kept (default), or the first K")
-    parser.add_argument("--dim", type=int, default=128, help="two-tower embedding size (default 128)")
-    parser.add_argument("--reduced-dim", type=int, help="two-tower: also train the first N components alone")
-    parser.add_argument("--separate-towers", action="store_true", help="two-tower: query and product weights apart")
-    parser.add_argument("--loss", choices=LISTWISE_LOSSES, default="lambdaloss", help="listwise loss (default lambdaloss)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="teacher-score temperature (default 1)")
-    parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the pointwise score loss")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--lists-per-batch", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    from polyrank.evaluate import evaluate_model
 
-
-def _distill(args: argparse.Namespace) -> int:
-    from polyrank.training.distill import DistillConfig, distill
-
-    settings = {k: v for k, v in vars(args).items() if k != "command"}
-    distill(DistillConfig(**settings), log=lambda line: print(line, flush=True))
+    print(json.dumps(evaluate_model(args.model, args.data, args.max_length, args.dim), indent=2))
     return 0
 
 
-def _serve(args: argparse.Namespace, admin_key: str | None) -> int:
-    from polyrank.server import EmbeddedTritonServer, ServerConfig, supervise
+def _demo(args: argparse.Namespace, cache_dir: Path) -> int:
+    from polyrank.demo import run_demo
 
+    return run_demo(args.model, args.workdir, cache_dir, args.precision)
+
+
+def _serve(args: argparse.Namespace, cache_dir: Path) -> int:
+    from polyrank.server import EmbeddedTritonServer, ServerConfig
+    from polyrank.supervisor import supervise
+
+    admin_key = os.environ.get("POLYRANK_ADMIN_KEY") if args.model_control else None
+    if args.model_control and not admin_key:
+        raise ValueError("--model-control needs the admin key in POLYRANK_ADMIN_KEY (16 characters or more)")
     config = ServerConfig(
         repository=args.repository,
         host=args.host,

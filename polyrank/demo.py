@@ -22,7 +22,7 @@ RANDOM_WEIGHTS_NOTE = (
 )
 
 
-def run_demo(model: Optional[str], workdir: Path, cache_dir: Path) -> int:
+def run_demo(model: Optional[str], workdir: Path, cache_dir: Path, precision: str = "fp32") -> int:
     if model is None:
         model = shaped_model(cache_dir)
         print(f"default model: mmBERT-small-shaped cross-encoder with the exact Gemma-2 tokenizer ({model})")
@@ -30,7 +30,8 @@ def run_demo(model: Optional[str], workdir: Path, cache_dir: Path) -> int:
     if random_weights:
         print(RANDOM_WEIGHTS_NOTE)
 
-    repository = build_repository_unless_current(ExportConfig(model=model, output=Path(workdir) / "repository"))
+    config = ExportConfig(model=model, output=Path(workdir) / f"repository-{precision}", precision=precision)
+    repository = build_repository_unless_current(config)
 
     print("starting the embedded Triton server ...")
     started = time.perf_counter()

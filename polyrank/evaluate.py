@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from polyrank.export.quality import EvalQuery, label_metrics, load_eval_set, spearman
+from polyrank.ranking import EvalQuery, label_metrics, read_lists, spearman
 
 
 def model_scorer(model: str, max_length: int, dim: Optional[int] = None):
@@ -30,8 +30,8 @@ def model_scorer(model: str, max_length: int, dim: Optional[int] = None):
         return lambda query, documents: tower.score_texts(encoder, query, list(documents), dim)
     if dim is not None:
         raise ValueError("--dim applies to two-tower models only")
-    from polyrank.export.parity import torch_scores
-    from polyrank.export.to_onnx import load_checkpoint
+    from polyrank.checkpoint import torch_scores
+    from polyrank.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(model)
     encoder = PairEncoder(checkpoint.tokenizer, max_length, checkpoint.pad_id)
@@ -62,7 +62,7 @@ def evaluate_scores(eval_set: list[EvalQuery], scores: list[np.ndarray]) -> dict
 
 
 def evaluate_model(model: str, data: Path, max_length: int = 256, dim: Optional[int] = None) -> dict:
-    eval_set = load_eval_set(Path(data))
+    eval_set = read_lists(Path(data))
     require_labels(eval_set)  # before minutes of model loading
     score = model_scorer(model, max_length, dim)
     started = time.perf_counter()

@@ -291,25 +291,6 @@ def _server_environment(binary: Path) -> dict:
     return environment
 
 
-def supervise(server: EmbeddedTritonServer, stop, log=print, poll_s: float = 0.5, max_restarts: int = 5) -> int:
-    """Keeps `server` serving until `stop()` is true: when it exits or a model's Python
-    process dies, restarts it on the same ports (clients retry meanwhile). Returns the
-    number of restarts; raises ServerError after `max_restarts`."""
-    restarts = 0
-    while not stop():
-        problem = server.problem()
-        if problem is None:
-            time.sleep(poll_s)
-            continue
-        if restarts >= max_restarts:
-            raise ServerError(f"{problem}; gave up after {restarts} restarts (log: {server.log_path})")
-        restarts += 1
-        log(f"{problem}; restarting the server ({restarts}/{max_restarts})")
-        server.stop()
-        server.start()
-    return restarts
-
-
 def _running(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -330,17 +311,3 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
-
-
-def scorer_token_counts(metrics_url: str) -> dict[str, float]:
-    """{'real': ..., 'computed': ...} tokens the embedded scorer has run since it started
-    (from Triton's metrics endpoint); padding efficiency is real / computed."""
-    with urllib.request.urlopen(metrics_url, timeout=10) as response:
-        text = response.read().decode()
-    counts = {}
-    for line in text.splitlines():
-        if line.startswith("polyrank_scorer_tokens_total{"):
-            labels, value = line.rsplit(" ", 1)
-            kind = labels.split('kind="', 1)[1].split('"', 1)[0]
-            counts[kind] = counts.get(kind, 0.0) + float(value)
-    return counts

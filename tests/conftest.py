@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from polyrank.export.build_repository import build_repository
-from polyrank.export.config import ExportConfig
-from polyrank.export.to_onnx import load_checkpoint
+from polyrank.export.config import ExportConfig, ServingConfig
+from polyrank.checkpoint import load_checkpoint
 from polyrank.server import EmbeddedTritonServer, ServerConfig
 from tests.tiny_models import build_tiny_bert, build_tiny_modernbert, sharpened, trained_ranker
 
@@ -50,7 +50,7 @@ def tiny_repository(tiny_modernbert_dir, tmp_path_factory) -> Path:
         model=str(tiny_modernbert_dir),
         output=tmp_path_factory.mktemp("repositories") / "tiny",
         max_length=TEST_MAX_LENGTH,
-        max_batch_size=TEST_MAX_BATCH_SIZE,
+        serving=ServingConfig(max_batch_size=TEST_MAX_BATCH_SIZE),
     )
     return build_repository(config, log=lambda _: None)
 

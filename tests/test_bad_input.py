@@ -11,7 +11,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from polyrank.client import RerankClient
-from polyrank.export.parity import torch_scores
+from polyrank.checkpoint import torch_scores
 from polyrank.model_repository.pair_encoding import PairEncoder
 from tests.conftest import TEST_MAX_BATCH_SIZE, TEST_MAX_LENGTH
 

@@ -13,8 +13,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from polyrank.client import RerankClient
-from polyrank.export.parity import torch_scores
+from polyrank.client import RerankClient, ServerUnavailableError
+from polyrank.checkpoint import torch_scores
 from polyrank.export.samples import SAMPLE_QUERIES, parity_pairs
 from polyrank.model_repository.pair_encoding import PairEncoder
 from polyrank.server import free_port
@@ -192,7 +192,7 @@ def test_serve_starts_the_server_and_stops_it_on_ctrl_c(tiny_repository):
         if process.poll() is None:
             process.kill()
             process.wait()
-    with pytest.raises(Exception):
+    with pytest.raises(ServerUnavailableError):  # stopped: nothing listens there any more
         RerankClient(f"127.0.0.1:{ports[0]}", timeout_s=2, retry_deadline_s=0).rerank("shoes", ["running shoes"])
 
 
@@ -216,7 +216,7 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def test_scorer_reports_real_and_computed_tokens_on_the_metrics_endpoint(triton_server, client, tiny_checkpoint):
-    from polyrank.server import scorer_token_counts
+    from polyrank.metrics import scorer_token_counts
 
     sample = SAMPLE_QUERIES[0]
     encoder = PairEncoder(tiny_checkpoint.tokenizer, TEST_MAX_LENGTH, tiny_checkpoint.pad_id)

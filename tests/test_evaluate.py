@@ -9,7 +9,7 @@ import torch
 
 from polyrank.cli import main
 from polyrank.evaluate import evaluate_model, evaluate_scores, model_scorer
-from polyrank.export.quality import EvalQuery
+from polyrank.ranking import EvalQuery
 from polyrank.export.samples import SAMPLE_QUERIES
 
 # ESCI gains: exact 1.0, substitute 0.1, complement 0.01, irrelevant 0
@@ -52,9 +52,9 @@ def test_matches_sentence_transformers_reranking_evaluator(spread_bert_dir, labe
 def test_graded_ndcg_and_correlations_match_sklearn_and_scipy(spread_bert_dir, labelled):
     from sklearn.metrics import ndcg_score
 
-    from polyrank.export.quality import load_eval_set
+    from polyrank.ranking import read_lists
 
-    eval_set = load_eval_set(labelled)
+    eval_set = read_lists(labelled)
     score = model_scorer(str(spread_bert_dir), 128)
     scores = [np.asarray(score(q.query, q.documents), dtype=np.float64) for q in eval_set]
     ours = evaluate_scores(eval_set, scores)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from polyrank.client import RerankClient, ServerUnavailableError
-from polyrank.export.parity import torch_scores
+from polyrank.checkpoint import torch_scores
 from polyrank.export.samples import SAMPLE_QUERIES
 from polyrank.model_repository.pair_encoding import PairEncoder
-from polyrank.server import EmbeddedTritonServer, ServerConfig, free_port, supervise
+from polyrank.server import EmbeddedTritonServer, ServerConfig, free_port
+from polyrank.supervisor import supervise
 from tests.conftest import TEST_MAX_LENGTH
 
 CALLS = 40

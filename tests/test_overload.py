@@ -11,8 +11,8 @@ import pytest
 
 from polyrank.client import OverloadedError, RerankClient
 from polyrank.export.build_repository import build_repository
-from polyrank.export.config import ExportConfig
-from polyrank.export.parity import torch_scores
+from polyrank.export.config import ExportConfig, ServingConfig
+from polyrank.checkpoint import torch_scores
 from polyrank.model_repository.pair_encoding import PairEncoder
 from polyrank.server import EmbeddedTritonServer, ServerConfig
 
@@ -26,7 +26,7 @@ def small_queue_server(tiny_modernbert_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("overload")
     config = ExportConfig(
         model=str(tiny_modernbert_dir), output=root / "repository", max_length=128,
-        max_batch_size=PAIRS_PER_REQUEST, max_queue_size=2,
+        serving=ServingConfig(max_batch_size=PAIRS_PER_REQUEST, max_queue_size=2),
     )
     build_repository(config, log=lambda _: None)
     server_config = ServerConfig(
@@ -66,6 +66,6 @@ def test_beyond_capacity_requests_are_rejected_fast_and_accepted_ones_are_right(
 
 def test_queue_settings_are_checked(tmp_path):
     with pytest.raises(ValueError, match="max_queue_size must be a positive integer"):
-        ExportConfig(model="m", output=tmp_path, max_queue_size=0)
+        ServingConfig(max_queue_size=0)
     with pytest.raises(ValueError, match="queue_timeout_s must be positive"):
-        ExportConfig(model="m", output=tmp_path, queue_timeout_s=0)
+        ServingConfig(queue_timeout_s=0)

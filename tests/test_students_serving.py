@@ -12,7 +12,7 @@ from tritonclient.utils import InferenceServerException
 from polyrank.client import InvalidRequestError, RerankClient
 from polyrank.evaluate import model_scorer
 from polyrank.export.build_repository import build_repository
-from polyrank.export.config import ExportConfig
+from polyrank.export.config import ExportConfig, ServingConfig
 from polyrank.export.samples import SAMPLE_QUERIES
 from polyrank.server import EmbeddedTritonServer, ServerConfig
 from polyrank.training.distill import DistillConfig, distill
@@ -45,7 +45,7 @@ def students(tiny_modernbert_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def repository(students, tmp_path_factory):
     output = tmp_path_factory.mktemp("shared-repository") / "models"
-    settings = dict(output=output, max_length=TEST_MAX_LENGTH, max_batch_size=TEST_MAX_BATCH_SIZE)
+    settings = dict(output=output, max_length=TEST_MAX_LENGTH, serving=ServingConfig(max_batch_size=TEST_MAX_BATCH_SIZE))
     build_repository(ExportConfig(model=str(students["rerank"]), **settings), log=quiet)
     build_repository(ExportConfig(model=str(students["shallow"]), name="shallow", add=True, **settings), log=quiet)
     build_repository(ExportConfig(model=str(students["two_tower"]), add=True, **settings), log=quiet)

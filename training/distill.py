@@ -20,15 +20,15 @@ from typing import Optional
 import numpy as np
 import torch
 
-from polyrank.export.parity import torch_inputs
-from polyrank.export.quality import load_eval_set
-from polyrank.export.to_onnx import load_checkpoint
+from polyrank.checkpoint import torch_inputs
+from polyrank.ranking import read_lists
+from polyrank.checkpoint import load_checkpoint
 from polyrank.jsonl import read_jsonl
 from polyrank.model_repository.pair_encoding import PairEncoder
+from polyrank.training.cli import STUDENTS
 from polyrank.training.losses import LISTWISE_LOSSES, score_distillation
 from polyrank.training.students import LAYER_CHOICES, TwoTower, with_layers
 
-STUDENTS = ("shallow", "two-tower")
 DISTILL_RECORD = "polyrank-distill.json"
 
 
@@ -103,7 +103,7 @@ def read_teacher_scores(path: Path, lists) -> list[np.ndarray] | None:
 def write_teacher_scores(teacher: str, data: Path, output: Path, max_length: int = 128, log=print) -> Path:
     """Copies the lists in `data` to `output` with the teacher's scores added, so several
     students can be distilled without scoring again."""
-    lists = load_eval_set(data)
+    lists = read_lists(data)
     checkpoint = load_checkpoint(teacher)
     encoder = PairEncoder(checkpoint.tokenizer, max_length, checkpoint.pad_id)
     targets = teacher_scores(checkpoint.model, encoder, lists, checkpoint.uses_token_type_ids, log=log)
@@ -120,7 +120,7 @@ def distill(config: DistillConfig, log=print) -> Path:
 
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    lists = load_eval_set(config.data)
+    lists = read_lists(config.data)
     teacher = load_checkpoint(config.teacher)
     encoder = PairEncoder(teacher.tokenizer, config.max_length, teacher.pad_id)
     targets = read_teacher_scores(config.data, lists)

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer
 
-from polyrank.export.parity import torch_inputs
+from polyrank.checkpoint import private_tokenizer, torch_inputs, uses_token_type_ids
 from polyrank.jsonl import read_jsonl
 from polyrank.model_repository.pair_encoding import PairEncoder
 
@@ -64,10 +63,8 @@ def train_cross_encoder(config: TrainConfig, log=print) -> Path:
     pairs = read_training_pairs(config.train)
     hf_tokenizer = AutoTokenizer.from_pretrained(config.base)
     model = AutoModelForSequenceClassification.from_pretrained(config.base, num_labels=1)
-    encoder = PairEncoder(
-        Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str()), config.max_length, model.config.pad_token_id
-    )
-    uses_token_types = getattr(model.config, "type_vocab_size", 0) > 1
+    encoder = PairEncoder(private_tokenizer(hf_tokenizer), config.max_length, model.config.pad_token_id)
+    token_types = uses_token_type_ids(model)
     steps = config.epochs * -(-len(pairs) // config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     schedule = get_linear_schedule_with_warmup(optimizer, int(steps * config.warmup_fraction), steps)
@@ -80,7 +77,7 @@ def train_cross_encoder(config: TrainConfig, log=print) -> Path:
         for start in range(0, len(pairs), config.batch_size):
             batch = pairs[start : start + config.batch_size]
             padded = encoder.encode_padded([q for q, _, _ in batch], [d for _, d, _ in batch])
-            logits = model(**torch_inputs(padded, uses_token_types)).logits.reshape(-1)
+            logits = model(**torch_inputs(padded, token_types)).logits.reshape(-1)
             loss = loss_function(logits, torch.tensor([label for _, _, label in batch]))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

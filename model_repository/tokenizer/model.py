@@ -11,16 +11,18 @@ import sys
 
 import triton_python_backend_utils as pb_utils
 
-# pair_encoding.py and artifacts.py are copied next to this file when the repository is built.
+# pair_encoding.py, text_rule.py and artifacts.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from pair_encoding import PairEncoder, decode_text  # noqa: E402
+
+REQUIRED_PARAMETERS = ("max_length", "pad_id")
 
 
 class TritonPythonModel:
     def initialize(self, args):
         try:
-            config, parameters, version_dir = checked_setup(args, "tokenizer", ("max_length", "pad_id"))
+            config, parameters, version_dir = checked_setup(args, "tokenizer", REQUIRED_PARAMETERS)
         except ModelSetupError as error:
             raise pb_utils.TritonModelException(str(error))
         self.encoder = PairEncoder.from_file(

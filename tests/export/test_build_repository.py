@@ -6,11 +6,12 @@ import sys
 import pytest
 
 from polyrank.export.build_repository import build_repository
-from polyrank.export.config import ExportConfig
-from polyrank.export.parity import ParityError, check_onnx_parity
+from polyrank.export.config import ExportConfig, ServingConfig
+from polyrank.export.errors import ParityError
+from polyrank.export.parity import check_onnx_parity
 from polyrank.export.samples import parity_pairs
 from polyrank.export.tensorrt import cuda_device_count
-from polyrank.export.to_onnx import load_checkpoint
+from polyrank.checkpoint import load_checkpoint
 from polyrank.model_repository.pair_encoding import PairEncoder
 from tests.tiny_models import build_tiny_modernbert
 
@@ -113,14 +114,38 @@ def test_multi_label_checkpoint_is_refused(tmp_path):
     [
         ("target", "tpu", "target must be one of"),
         ("max_length", 0, "max_length"),
-        ("max_tokens_per_run", 10, "at least"),
+        ("serving", {"max_tokens_per_run": 10}, "at least"),
+        ("serving", {"scorer_queue_delay_us": -1}, "scorer_queue_delay_us must be 0 or a positive integer"),
         ("engine", "tvm", "engine must be one of"),
         ("profile_batch", (1, 8, 64), "apply to --engine tensorrt only"),
     ],
 )
 def test_export_config_rejects_bad_settings(field, value, message, tmp_path):
     with pytest.raises(ValueError, match=message):
+        if field == "serving":
+            value = ServingConfig(**value)
         ExportConfig(model="m", output=tmp_path, **{field: value})
+
+
+def test_every_serving_setting_is_a_template_field_and_the_cli_defaults_match():
+    """A serving setting is added in one place (ServingConfig): each one must reach a template,
+    and the export command's defaults must be the dataclasses' own."""
+    import argparse
+
+    from polyrank.export.build_repository import repository_sources
+    from polyrank.export.cli import add_export_arguments, config_from_arguments
+
+    from dataclasses import fields
+
+    templates = "".join(p.read_text() for p in repository_sources() if p.name == "config.pbtxt")
+    reaches_templates_as = {"merge_requests": "merged_batch_size", "queue_timeout_s": "queue_timeout_us"}
+    for setting in fields(ServingConfig):
+        placeholder = reaches_templates_as.get(setting.name, setting.name)
+        assert "${" + placeholder + "}" in templates, f"serving setting {setting.name} reaches no template"
+    parser = argparse.ArgumentParser()
+    add_export_arguments(parser)
+    defaults = config_from_arguments(parser.parse_args(["--model", "m", "--output", "out"]))
+    assert defaults == ExportConfig(model="m", output="out")
 
 
 @pytest.mark.parametrize(
@@ -139,7 +164,7 @@ def test_tensorrt_settings_are_checked_before_any_work(settings, message, tmp_pa
 
 
 def test_tensorrt_profile_defaults_cover_a_full_request(tmp_path):
-    config = ExportConfig(model="m", output=tmp_path, target="triton-gpu", engine="tensorrt", max_batch_size=64)
+    config = ExportConfig(model="m", output=tmp_path, target="triton-gpu", engine="tensorrt", serving=ServingConfig(max_batch_size=64))
     assert config.profile_batch == (1, 32, 64) and config.profile_length == (1, 64, 256)
 
 
@@ -200,3 +225,62 @@ def test_max_length_above_the_position_limit_is_refused_in_one_line(tiny_bert_di
         "pass --max-length 512 or less"
     ]
     assert not output.exists() and not (tmp_path / "repo.partial").exists()
+
+
+def test_templates_render_strictly_into_valid_triton_configs(tmp_path):
+    """A placeholder the exporter forgot, or a value that makes the config invalid, fails the
+    export with a line naming it, instead of failing the server's load later."""
+    import re
+
+    from polyrank.export.build_repository import TEMPLATES, render
+    from polyrank.export.errors import TemplateError
+
+    template = "rerank/config.pbtxt"
+    with pytest.raises(TemplateError, match=rf"template {template} needs field '\w+', which the exporter did not set"):
+        render(template, tmp_path / "config.pbtxt", {})
+    fields = dict.fromkeys(re.findall(r"\$\{(\w+)\}", TEMPLATES.joinpath(template).read_text()), "x")
+    fields.update(max_batch_size="many")  # not an integer
+    with pytest.raises(TemplateError, match=rf"{template} rendered to an invalid Triton model config"):
+        render(template, tmp_path / "config.pbtxt", fields)
+    assert not (tmp_path / "config.pbtxt").exists()
+
+
+def test_a_model_retrained_into_the_same_folder_is_exported_again(tiny_modernbert_dir, tmp_path):
+    """The reuse check covers the checkpoint's files: yesterday's repository is not served
+    for today's weights."""
+    import shutil
+
+    from polyrank.export.build_repository import build_repository_unless_current
+    from tests.tiny_models import sharpened
+
+    model = shutil.copytree(tiny_modernbert_dir, tmp_path / "model")
+    config = ExportConfig(model=str(model), output=tmp_path / "repo", max_length=64)
+    scorer = build_repository_unless_current(config, log=quiet) / "scorer" / "1" / "model.onnx"
+    first = scorer.read_bytes()
+    sharpened(model, model, factor=2.0)  # "retrained": new weights in the same folder
+    build_repository_unless_current(config, log=quiet)
+    assert scorer.read_bytes() != first
+
+
+def test_each_python_model_requires_exactly_the_parameters_its_template_sets():
+    """A parameter the template sets but the model never reads, or one it requires that no
+    template sets, is a setting that lives in two places."""
+    import ast
+    import re
+
+    from polyrank.export.build_repository import TEMPLATES
+
+    models = {
+        "scorer": ["scorer/config.pbtxt"],
+        "tokenizer": ["tokenizer/config.pbtxt", "tokenizer/texts.pbtxt"],
+        "two_tower_rerank": ["two_tower_rerank/config.pbtxt"],
+    }
+    for model, templates in models.items():
+        source = TEMPLATES.joinpath(f"{model}/model.py").read_text()
+        required = next(
+            ast.literal_eval(node.value) for node in ast.parse(source).body
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "REQUIRED_PARAMETERS"
+        )
+        for template in templates:
+            set_there = re.findall(r'parameters \{ key: "(\w+)"', TEMPLATES.joinpath(template).read_text())
+            assert sorted(set_there) == sorted(required), (model, template)

@@ -13,9 +13,9 @@ from polyrank.client import RerankClient
 from polyrank.export.assets import cache_dir_from, shaped_model
 from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig
-from polyrank.export.parity import torch_scores
+from polyrank.checkpoint import torch_scores
 from polyrank.export.samples import parity_pairs
-from polyrank.export.to_onnx import load_checkpoint
+from polyrank.checkpoint import load_checkpoint
 from polyrank.model_repository.pair_encoding import PairEncoder
 from polyrank.server import EmbeddedTritonServer, ServerConfig
 

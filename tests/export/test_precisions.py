@@ -13,11 +13,10 @@ import polyrank.export.build_repository as builder
 from polyrank.client import RerankClient
 from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig
-from polyrank.export.parity import torch_scores
-from polyrank.export.precisions import PrecisionUnavailable
-from polyrank.export.quality import QualityGateError
+from polyrank.checkpoint import torch_scores
+from polyrank.export.errors import PrecisionUnavailable, QualityGateError
 from polyrank.export.samples import SAMPLE_QUERIES
-from polyrank.export.to_onnx import load_checkpoint
+from polyrank.checkpoint import load_checkpoint
 from polyrank.model_repository import runtimes
 from polyrank.model_repository.pair_encoding import PairEncoder
 from polyrank.server import EmbeddedTritonServer, ServerConfig

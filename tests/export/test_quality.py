@@ -1,52 +1,23 @@
-"""Quality-gate metrics against hand-computed values; the gate inside `polyrank export` is
-tested with each precision in test_precisions.py."""
+"""Quality-gate figures against hand-computed values; the gate inside `polyrank export` is
+tested with each precision in test_precisions.py, the ranking metrics in tests/test_ranking.py."""
 
 import numpy as np
 import pytest
 
-from polyrank.export.quality import (
-    EvalQuery,
-    GateThresholds,
-    average_precision,
-    clear_pair_counts,
-    compare_rankings,
-    kendall_tau,
-    load_eval_set,
-    mrr_at_k,
-    ndcg_at_k,
-    spearman,
-    top_k_fidelity,
-    top_k_overlap,
-)
+from polyrank.export.quality import GateThresholds, clear_pair_counts, compare_rankings, top_k_fidelity, top_k_overlap
+from polyrank.ranking import EvalQuery
 from polyrank.export.quantize import int8_weight_format
 
 
-def test_spearman_matches_hand_computed_values():
-    assert spearman(np.array([1.0, 2, 3, 4]), np.array([10.0, 20, 30, 40])) == pytest.approx(1.0)
-    assert spearman(np.array([1.0, 2, 3, 4]), np.array([4.0, 3, 2, 1])) == pytest.approx(-1.0)
-    # ranks (0,1,2,3) vs (0,2,1,3): 1 - 6*2/(4*15) = 0.8
-    assert spearman(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)
-
-
-def test_ndcg_mrr_map_match_hand_computed_values():
-    labels = np.array([0.0, 1.0, 0.0, 1.0])
-    scores = np.array([4.0, 3.0, 2.0, 1.0])  # ranking: 0, 1, 2, 3 -> relevant at ranks 2 and 4
-    ideal = 1 + 1 / np.log2(3)
-    assert ndcg_at_k(labels, scores) == pytest.approx((1 / np.log2(3) + 1 / np.log2(5)) / ideal)
-    assert mrr_at_k(labels, scores) == pytest.approx(0.5)
-    assert average_precision(labels, scores) == pytest.approx((1 / 2 + 2 / 4) / 2)
-    assert top_k_overlap(np.arange(20.0), np.arange(20.0)[::-1]) == 0.0
-    assert top_k_overlap(np.arange(20.0), np.arange(20.0)) == 1.0
-
-
-def test_kendall_fidelity_and_clear_pairs_match_hand_computed_values():
-    assert kendall_tau(np.array([1.0, 2, 3]), np.array([1.0, 3, 2])) == pytest.approx(1 / 3)  # 2 of 3 pairs agree
+def test_fidelity_and_clear_pairs_match_hand_computed_values():
     reference = np.array([5.0, 4.95, 3.0, 1.0])
     # the candidate shows product 1 first: it is within 0.1 of the reference's best
     assert top_k_fidelity(reference, np.array([4.9, 5.0, 3.0, 1.0]), 1, margin=0.1) == 1.0
     assert top_k_fidelity(reference, np.array([4.9, 5.0, 3.0, 1.0]), 1, margin=0.01) == 0.0
     # the candidate's top 2 holds product 2, 1.95 below the reference's 2nd best
     assert top_k_fidelity(reference, np.array([5.0, 1.0, 4.0, 0.0]), 2, margin=0.1) == 0.5
+    assert top_k_overlap(np.arange(20.0), np.arange(20.0)[::-1]) == 0.0
+    assert top_k_overlap(np.arange(20.0), np.arange(20.0)) == 1.0
     # 5 of the 6 pairs differ by more than 0.1; the candidate swaps one of them (2 and 3)
     assert clear_pair_counts(reference, np.array([5.0, 4.9, 1.0, 3.0]), margin=0.1) == (5, 4)
 
@@ -79,17 +50,6 @@ def test_gate_report_names_each_failed_figure():
 def test_gate_thresholds_reject_values_outside_their_range(field, value):
     with pytest.raises(ValueError, match=field):
         GateThresholds(**{field: value})
-
-
-def test_eval_set_is_read_from_jsonl_and_bad_lines_are_named(tmp_path):
-    good = tmp_path / "eval.jsonl"
-    good.write_text('{"query": "shoes", "documents": ["a", "b"], "labels": [1, 0]}\n\n')
-    [query] = load_eval_set(good)
-    assert query.labels == (1.0, 0.0)
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"query": "shoes", "documents": ["a", "b"], "labels": [1]}\n')
-    with pytest.raises(ValueError, match="bad.jsonl:1: 1 labels for 2 documents"):
-        load_eval_set(bad)
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from polyrank.evaluate import model_scorer
-from polyrank.export.quality import load_eval_set
+from polyrank.ranking import read_lists
 from polyrank.export.samples import SAMPLE_QUERIES
-from polyrank.export.to_onnx import load_checkpoint
+from polyrank.checkpoint import load_checkpoint
 from polyrank.training.distill import (
     DistillConfig,
     distill,
@@ -107,10 +107,10 @@ def test_separate_towers_have_their_own_weights(bert_teacher, lists_file, tmp_pa
 
 def test_teacher_scores_written_once_are_reused(tiny_bert_dir, lists_file, tmp_path):
     scored = write_teacher_scores(str(tiny_bert_dir), lists_file, tmp_path / "scored.jsonl", max_length=64, log=lambda _: None)
-    targets = read_teacher_scores(scored, load_eval_set(scored))
+    targets = read_teacher_scores(scored, read_lists(scored))
     teacher = model_scorer(str(tiny_bert_dir), 64)
     assert np.allclose(targets[0], teacher(*LISTS[0]), atol=1e-4)
-    assert read_teacher_scores(lists_file, load_eval_set(lists_file)) is None
+    assert read_teacher_scores(lists_file, read_lists(lists_file)) is None
 
 
 def test_layer_choice_and_bad_settings(lists_file, tmp_path):

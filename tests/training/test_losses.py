@@ -81,3 +81,9 @@ def test_agreeing_with_the_teacher_scores_lower(name):
     agree = torch.tensor([[3.0, 1.0, -1.0, -3.0]], dtype=torch.float64)
     reverse = torch.tensor([[-3.0, -1.0, 1.0, 3.0]], dtype=torch.float64)
     assert loss(agree, t, m).item() < loss(reverse, t, m).item()
+
+
+def test_the_cli_offers_exactly_the_losses_there_are():
+    from polyrank.training.cli import LISTWISE_LOSS_NAMES
+
+    assert set(LISTWISE_LOSS_NAMES) == set(LISTWISE_LOSSES)

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from polyrank.export.parity import torch_scores
-from polyrank.export.to_onnx import load_checkpoint
+from polyrank.checkpoint import torch_scores
+from polyrank.checkpoint import load_checkpoint
 from polyrank.model_repository.pair_encoding import PairEncoder
 from polyrank.training.train import TrainConfig, read_training_pairs, train_cross_encoder
 from polyrank.training.wdc import read_pairs, write_rerank_jsonl
