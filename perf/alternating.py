@@ -1,4 +1,5 @@
-"""Time several systems on one workload, rounds alternating, so machine drift lands on all alike."""
+"""The one timing harness of the benchmarks: systems take turns, round after round, so machine
+drift (this machine is shared and noisy) lands on all of them alike."""
 
 from __future__ import annotations
 
@@ -6,16 +7,43 @@ import time
 from typing import Callable
 
 
-def alternating_seconds(systems: dict[str, Callable], workload, rounds: int) -> dict[str, float]:
-    """Total seconds each system took to serve every workload request, over `rounds` rounds in
-    which the systems take turns; one untimed warm-up request each first."""
-    for run in systems.values():
-        run(workload[0])
-    seconds = dict.fromkeys(systems, 0.0)
-    for _ in range(rounds):
-        for name, run in systems.items():
+def alternating_rounds(
+    runs: dict[str, Callable[[], list[float]]], rounds: int, pairs_per_round: dict[str, int], log=print
+) -> dict[str, dict]:
+    """Calls every run once per round, in turn. A run serves its share of the workload and
+    returns the latency of each request it made. Returns per run: every latency, and the
+    pairs/s of each round (pairs_per_round[run] / the round's wall time)."""
+    results = {name: {"latencies_s": [], "pairs_per_s": []} for name in runs}
+    for number in range(rounds):
+        for name, run in runs.items():
             started = time.perf_counter()
-            for request in workload:
-                run(request)
-            seconds[name] += time.perf_counter() - started
-    return seconds
+            latencies = run()
+            wall = time.perf_counter() - started
+            results[name]["latencies_s"] += latencies
+            results[name]["pairs_per_s"].append(pairs_per_round[name] / wall)
+            log(f"round {number + 1}: {name}: {results[name]['pairs_per_s'][-1]:.1f} pairs/s")
+    return results
+
+
+def one_after_another(call: Callable, workload) -> Callable[[], list[float]]:
+    """A run that serves every workload request with `call(request)`, one after another,
+    after one untimed warm-up request."""
+    call(workload[0])
+
+    def run() -> list[float]:
+        latencies = []
+        for request in workload:
+            started = time.perf_counter()
+            call(request)
+            latencies.append(time.perf_counter() - started)
+        return latencies
+
+    return run
+
+
+def pairs_per_s(results: dict[str, dict]) -> dict[str, float]:
+    """All pairs of all rounds over all their time, per run."""
+    return {
+        name: round(len(r["pairs_per_s"]) / sum(1 / value for value in r["pairs_per_s"]), 1)
+        for name, r in results.items()
+    }

@@ -27,14 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from perf.alternating import alternating_seconds  # noqa: E402
+from perf.run_facts import run_facts  # noqa: E402
+from perf.alternating import alternating_rounds, one_after_another, pairs_per_s  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
 from polyrank.client import RerankClient  # noqa: E402
 from polyrank.evaluate import evaluate_scores  # noqa: E402
 from polyrank.export.assets import cache_dir_from, shaped_model  # noqa: E402
 from polyrank.export.build_repository import build_repository  # noqa: E402
 from polyrank.export.config import ExportConfig  # noqa: E402
-from polyrank.export.quality import load_eval_set  # noqa: E402
+from polyrank.ranking import read_lists  # noqa: E402
 from polyrank.server import EmbeddedTritonServer, ServerConfig  # noqa: E402
 from polyrank.training.distill import DistillConfig, distill  # noqa: E402
 from polyrank.training.unlabeled import write_unlabeled_lists  # noqa: E402
@@ -59,7 +60,7 @@ def build(output: Path, models: dict[str, str], log) -> tuple[str, ...]:
 
 
 def quality(client_for, names: tuple[str, ...], eval_path: Path) -> dict:
-    eval_set = load_eval_set(eval_path)
+    eval_set = read_lists(eval_path)
     report = {}
     for model in names:
         client = client_for(model)
@@ -81,11 +82,11 @@ def speed(client_for, names: tuple[str, ...], workload, rounds: int) -> dict:
         catalogue = {r.query: client.embed(list(r.products)) for r in workload}  # ahead of time, untimed
         return lambda request: client.rerank_embeddings(request.query, catalogue[request.query])
 
-    systems = {model: texts(model) for model in names}
-    systems.update({f"{model}_precomputed": precomputed(model) for model in names if model.startswith("two_tower")})
-    seconds = alternating_seconds(systems, workload, rounds)
-    pairs = sum(len(r.products) for r in workload) * rounds
-    per_s = {name: round(pairs / value, 1) for name, value in seconds.items()}
+    calls = {model: texts(model) for model in names}
+    calls.update({f"{model}_precomputed": precomputed(model) for model in names if model.startswith("two_tower")})
+    systems = {name: one_after_another(call, workload) for name, call in calls.items()}
+    pairs = sum(len(r.products) for r in workload)
+    per_s = pairs_per_s(alternating_rounds(systems, rounds, dict.fromkeys(systems, pairs)))
     return {"pairs_per_s": per_s, "vs_teacher": {n: round(v / per_s["rerank"], 2) for n, v in per_s.items()}}
 
 
@@ -143,7 +144,7 @@ def main() -> int:
                 **speed(client_for, names, workload, args.rounds)}
 
     report = {
-        "command": "perf/bench_students.py " + " ".join(sys.argv[1:]),
+        **run_facts(),
         "max_length": MAX_LENGTH,
         "workload": f"{args.requests} multilingual queries x 100 products, {args.rounds} alternating rounds",
         "minilm": {"models": models, **serve(repository, names, minilm)},

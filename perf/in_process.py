@@ -1,41 +1,44 @@
-"""In-process ONNX Runtime on a polyrank scorer graph: the serving-overhead ceiling.
+"""In-process scoring of a polyrank repository's scorer: the serving-overhead ceiling.
 
-The best simple recipe (PEERS.md): pairs sorted by token length, batches of 16, 2 intra-op
-threads, no server in between.
+The best simple recipe (PEERS.md): pairs sorted by token length, batches of 16, 2 threads,
+no server in between; the scorer's own files run by the same runtime the server uses
+(model_repository/runtimes.py: ONNX Runtime, or OpenVINO in bf16 / f32).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
+from polyrank.export.scoring import TokenCount, runtime_batch_scorer, score_sorted
 from polyrank.model_repository.pair_encoding import PairEncoder
+from polyrank.model_repository.runtimes import MODEL_FILES, open_runtime
 
 
-class InProcessOnnxRuntime:
-    """The serving-overhead ceiling: same graph, same encoder, length-sorted batches of 16."""
+class InProcessScorer:
+    """A repository's scorer, in this process: same files, same runtime, length-sorted batches of 16."""
 
-    def __init__(self, onnx_path: Path, encoder: PairEncoder, batch: int = 16, threads: int = 2):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.encoder = encoder
-        self.batch = batch
-        self.computed_tokens = 0
-        self.real_tokens = 0
+    def __init__(self, repository: Path, threads: int = 2, scorer: str = "scorer", tokenizer: str = "tokenizer"):
+        version = Path(repository) / scorer / "1"
+        manifest = json.loads((version / "manifest.json").read_text())
+        parameters = _parameters(Path(repository) / scorer / "config.pbtxt")
+        runtime = parameters.get("runtime", "onnxruntime")
+        options = json.loads(parameters.get("runtime_options", "{}"))
+        self.runtime = open_runtime(runtime, str(version / MODEL_FILES[runtime]), threads=threads, **options)
+        self.encoder = PairEncoder.from_file(Path(repository) / tokenizer / "1" / "tokenizer.json", manifest["max_length"])
+        self.run = runtime_batch_scorer(self.runtime)
+        self.tokens = TokenCount()
 
     def score(self, query: str, products: list[str]) -> np.ndarray:
-        encodings = self.encoder.encode([query] * len(products), products)
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
-        scores = np.empty(len(products), dtype=np.float32)
-        for start in range(0, len(order), self.batch):
-            rows = order[start : start + self.batch]
-            padded = self.encoder.pad([encodings[i] for i in rows])
-            self.computed_tokens += padded.input_ids.size
-            self.real_tokens += padded.real_tokens
-            scores[rows] = self.session.run(["SCORES"], padded.feed(self.input_names))[0].reshape(-1)
-        return scores
+        return score_sorted(self.run, self.encoder, query, products, tokens=self.tokens)
+
+
+def _parameters(config_pbtxt: Path) -> dict:
+    """The string parameters of a model's config.pbtxt."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = text_format.Parse(config_pbtxt.read_text(), model_config_pb2.ModelConfig())
+    return {key: value.string_value for key, value in config.parameters.items()}

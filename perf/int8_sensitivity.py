@@ -25,12 +25,14 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from perf.run_facts import run_facts  # noqa: E402
 from perf.bench_precision import trained_minilm  # noqa: E402
 from polyrank.export.assets import cache_dir_from  # noqa: E402
 from polyrank.export.optimize import quiet_onnxruntime_tools  # noqa: E402
 from polyrank.export.parity import onnx_scores, onnx_session  # noqa: E402
-from polyrank.export.quality import load_eval_set, spearman  # noqa: E402
-from polyrank.export.to_onnx import export_onnx, load_checkpoint  # noqa: E402
+from polyrank.ranking import read_lists, spearman  # noqa: E402
+from polyrank.checkpoint import load_checkpoint  # noqa: E402
+from polyrank.export.to_onnx import export_onnx  # noqa: E402
 from polyrank.model_repository.pair_encoding import PairEncoder  # noqa: E402
 
 
@@ -48,7 +50,7 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     fp32 = args.workdir / "fp32.onnx"
     export_onnx(checkpoint, fp32, 18)
-    queries = load_eval_set(eval_path)[: args.queries]
+    queries = read_lists(eval_path)[: args.queries]
 
     def scores(path):
         session = onnx_session(path)
@@ -77,7 +79,7 @@ def main() -> int:
     kept = ranked[: args.keep]
     result = {
         "benchmark": "int8-dynamic sensitivity per MatMul, MiniLM cross-encoder trained on WDC",
-        "command": "python perf/int8_sensitivity.py " + " ".join(sys.argv[1:]),
+        **run_facts(),
         "queries": len(queries),
         "one_node_quantized": single,
         "all_quantized": measure(linear),

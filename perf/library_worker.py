@@ -1,10 +1,16 @@
 """One library-side reranker, driven by perf/bench_systems.py over stdin/stdout.
 
 Runs in whichever virtual environment has the library (sentence-transformers needs its own:
-its ONNX backend pins an older transformers than polyrank's). Each system scores a
-100-product request exactly as its documentation recommends; the harness times the rounds.
+its ONNX backend pins an older transformers than polyrank's, its OpenVINO backend another
+optimum). Each system scores a 100-product request exactly as its documentation recommends;
+the harness times the rounds.
 
-    python perf/library_worker.py --system st-torch|st-onnx|onnxruntime --model DIR --workload FILE
+    python perf/library_worker.py --system SYSTEM --model DIR --workload FILE [--calibration FILE]
+
+Systems: st-torch, st-onnx, st-openvino (sentence-transformers' backends; OpenVINO picks bf16
+by itself on CPUs that have it), st-openvino-int8 (its static int8 OpenVINO export, calibrated
+on --calibration's product titles instead of its default hub data set), in-process (a polyrank
+repository's scorer, length-sorted batches of 16).
 
 Protocol: one JSON line per command on stdin ("round" or "scores"), one JSON line back.
 """
@@ -32,10 +38,10 @@ class TokenCounter:
         self.computed += int(attention_mask.shape[0] * attention_mask.shape[1])
 
 
-def sentence_transformers_system(model: str, backend: str, max_length: int, counter: TokenCounter):
+def sentence_transformers_system(model: str, backend: str, max_length: int, counter: TokenCounter, **model_kwargs):
     from sentence_transformers import CrossEncoder
 
-    encoder = CrossEncoder(model, device="cpu", backend=backend, max_length=max_length)
+    encoder = CrossEncoder(model, device="cpu", backend=backend, max_length=max_length, model_kwargs=model_kwargs or None)
 
     def count(_module, args, kwargs):  # the first module gets each padded batch's features
         features = args[0] if args else kwargs.get("features", kwargs)
@@ -55,20 +61,38 @@ def _identity():
     return torch.nn.Identity()
 
 
-def onnxruntime_system(model: str, max_length: int, counter: TokenCounter):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from perf.in_process import InProcessOnnxRuntime
-    from polyrank.model_repository.pair_encoding import PairEncoder
+def openvino_int8_system(model: str, max_length: int, counter: TokenCounter, calibration: Path):
+    """sentence-transformers' static int8 OpenVINO export (export_static_quantized_openvino_model),
+    calibrated on local product titles: its default calibration set is on the model hub."""
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.backend import export_static_quantized_openvino_model
 
-    repository = Path(model)
-    encoder = PairEncoder.from_file(repository / "tokenizer" / "1" / "tokenizer.json", max_length)
-    runner = InProcessOnnxRuntime(repository / "scorer" / "1" / "model.onnx", encoder)
+    quantized = Path(model) / "openvino" / "openvino_model_qint8_quantized.xml"
+    if not quantized.exists():
+        titles = [d for line in calibration.read_text().splitlines() if line.strip() for d in json.loads(line)["documents"]]
+        dataset = Path(model) / "calibration-dataset"
+        dataset.mkdir(exist_ok=True)
+        (dataset / "train.jsonl").write_text("".join(json.dumps({"sentence": t}) + "\n" for t in titles[:1000]))
+        export_static_quantized_openvino_model(
+            CrossEncoder(model, device="cpu", backend="openvino", max_length=max_length), None, model,
+            dataset_name=str(dataset), dataset_config_name="default", dataset_split="train", column_name="sentence",
+        )
+    return sentence_transformers_system(
+        model, "openvino", max_length, counter, file_name="openvino/openvino_model_qint8_quantized.xml"
+    )
+
+
+def in_process_system(model: str, max_length: int, counter: TokenCounter):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from perf.in_process import InProcessScorer
+
+    runner = InProcessScorer(Path(model))
 
     def score(query, products):
-        before = runner.real_tokens, runner.computed_tokens
+        before = runner.tokens.real, runner.tokens.computed
         scores = runner.score(query, products)
-        counter.real += runner.real_tokens - before[0]
-        counter.computed += runner.computed_tokens - before[1]
+        counter.real += runner.tokens.real - before[0]
+        counter.computed += runner.tokens.computed - before[1]
         return [float(s) for s in scores]
 
     return score
@@ -85,15 +109,18 @@ def peak_rss_mb() -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--system", required=True, choices=["st-torch", "st-onnx", "onnxruntime"])
-    parser.add_argument("--model", required=True, help="checkpoint dir (st-*) or model repository (onnxruntime)")
+    parser.add_argument("--system", required=True, choices=["st-torch", "st-onnx", "st-openvino", "st-openvino-int8", "in-process"])
+    parser.add_argument("--model", required=True, help="checkpoint dir (st-*) or model repository (in-process)")
+    parser.add_argument("--calibration", type=Path, help="st-openvino-int8: JSONL lists whose documents calibrate it")
     parser.add_argument("--workload", required=True, type=Path, help="JSON list of {query, products}")
     parser.add_argument("--max-length", type=int, default=256)
     args = parser.parse_args()
     workload = json.loads(args.workload.read_text())
     counter = TokenCounter()
-    if args.system == "onnxruntime":
-        score = onnxruntime_system(args.model, args.max_length, counter)
+    if args.system == "in-process":
+        score = in_process_system(args.model, args.max_length, counter)
+    elif args.system == "st-openvino-int8":
+        score = openvino_int8_system(args.model, args.max_length, counter, args.calibration)
     else:
         score = sentence_transformers_system(args.model, args.system.removeprefix("st-"), args.max_length, counter)
     score(workload[0]["query"], workload[0]["products"])  # warm-up

@@ -34,7 +34,9 @@ class RerankUser(User):
 
     def on_start(self):
         self.rng = random.Random(next(_user_seeds))  # reproducible per user
-        self.client = RerankClient(self.host, timeout_s=120, max_concurrent_requests=1)
+        # No client-side retries: a call the server could not take shows up as a failure, not
+        # as the latency of waiting out the client's retry window.
+        self.client = RerankClient(self.host, timeout_s=120, max_concurrent_requests=1, retry_deadline_s=0)
 
     def on_stop(self):
         self.client.close()

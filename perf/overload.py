@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from perf.run_facts import run_facts  # noqa: E402
 from perf.trained_teacher import trained_minilm  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
 from polyrank.client import OverloadedError, RerankClient  # noqa: E402
@@ -55,7 +56,8 @@ def main() -> int:
     config = ExportConfig(model=model, output=args.workdir / "repository", max_length=128)
     build_repository_unless_current(config)
     workload = make_workload(queries=8, candidates=100, seed=0)
-    report = {"model": model, "max_queue_size": config.max_queue_size, "queue_timeout_s": config.queue_timeout_s}
+    report = {**run_facts(), "model": model, "max_queue_size": config.serving.max_queue_size,
+              "queue_timeout_s": config.serving.queue_timeout_s}
 
     server_config = ServerConfig(repository=config.output, grpc_port=0, http_port=0, metrics_port=0)
     with EmbeddedTritonServer(server_config) as server, RerankClient(

@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from perf.run_facts import run_facts  # noqa: E402
 from perf.trained_teacher import SHARED_DATA, trained_minilm  # noqa: E402
 from polyrank.evaluate import evaluate_model  # noqa: E402
 from polyrank.export.assets import cache_dir_from  # noqa: E402
@@ -98,7 +99,7 @@ def main() -> int:
     teacher, held_out = trained_minilm(cache)
     evaluate = lambda folder, dim=None: evaluate_model(str(folder), held_out, EVAL_MAX_LENGTH, dim)  # noqa: E731
     report = {
-        "command": "perf/train_students.py " + " ".join(sys.argv[1:]),
+        **run_facts(),
         "teacher_path": str(teacher),
         "eval_path": str(held_out),
         "settings": vars(args),

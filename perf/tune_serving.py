@@ -14,7 +14,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +21,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from perf.bench_systems import CANDIDATES, MAX_LENGTH, TritonSystem  # noqa: E402
+from perf.alternating import alternating_rounds  # noqa: E402
+from perf.run_facts import run_facts  # noqa: E402
+from perf.systems import CANDIDATES, MAX_LENGTH, TritonSystem  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
 from polyrank.export.assets import cache_dir_from, shaped_model  # noqa: E402
 from polyrank.export.build_repository import build_repository_unless_current  # noqa: E402
-from polyrank.export.config import ExportConfig  # noqa: E402
+from polyrank.export.config import ExportConfig, ServingConfig  # noqa: E402
 
 # name -> ExportConfig fields that differ from the shipped defaults
 SETTINGS = {
@@ -48,21 +49,19 @@ def main() -> int:
     requests = make_workload(queries=args.queries, candidates=CANDIDATES, seed=0)
     systems = {}
     for number, (name, fields) in enumerate(SETTINGS.items()):
-        config = ExportConfig(model=model, output=args.workdir / f"setting-{number}", max_length=MAX_LENGTH, **fields)
+        config = ExportConfig(model=model, output=args.workdir / f"setting-{number}", max_length=MAX_LENGTH,
+                              serving=ServingConfig(**fields))
         systems[name] = TritonSystem(build_repository_unless_current(config), requests)
-    runs = {}
     try:
         for system in systems.values():
             system.start()
-        for round_number in range(args.rounds):
-            for name, system in systems.items():
-                for concurrency in system.concurrency_levels:
-                    started = time.perf_counter()
-                    latencies = system.run_round(concurrency)
-                    run = runs.setdefault((name, concurrency), {"pairs_per_s": [], "latencies_s": []})
-                    run["pairs_per_s"].append(CANDIDATES * len(latencies) / (time.perf_counter() - started))
-                    run["latencies_s"] += latencies
-                    print(f"round {round_number + 1}: {name} x{concurrency}: {run['pairs_per_s'][-1]:.1f} pairs/s", flush=True)
+        calls = {
+            (name, concurrency): (lambda s=system, c=concurrency: s.run_round(c))
+            for name, system in systems.items()
+            for concurrency in system.concurrency_levels
+        }
+        runs = alternating_rounds(calls, args.rounds, dict.fromkeys(calls, CANDIDATES * len(requests)),
+                                  log=lambda line: print(line, flush=True))
     finally:
         for system in systems.values():
             system.stop()
@@ -79,7 +78,7 @@ def main() -> int:
         })
     result = {
         "benchmark": "serving settings, mmBERT-small-shaped fp32 through the embedded Triton",
-        "command": "python perf/tune_serving.py " + " ".join(sys.argv[1:]),
+        **run_facts(),
         "workload": f"{args.queries} x {CANDIDATES}-product requests, {args.rounds} alternating rounds, 1 and 4 clients",
         "results": rows,
     }

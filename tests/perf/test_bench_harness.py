@@ -18,10 +18,10 @@ from tests.conftest import TEST_MAX_LENGTH
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_onnxruntime_worker_scores_like_the_graph_and_counts_padding(tiny_repository, tmp_path):
+def test_in_process_worker_scores_like_the_graph_and_counts_padding(tiny_repository, tmp_path):
     workload = [{"query": s.query, "products": list(s.products)} for s in SAMPLE_QUERIES[:3]]
     (tmp_path / "workload.json").write_text(json.dumps(workload))
-    command = [sys.executable, str(ROOT / "perf" / "library_worker.py"), "--system", "onnxruntime", "--model",
+    command = [sys.executable, str(ROOT / "perf" / "library_worker.py"), "--system", "in-process", "--model",
                str(tiny_repository), "--workload", str(tmp_path / "workload.json"), "--max-length", str(TEST_MAX_LENGTH)]
     result = subprocess.run(command, input="round\nscores\n", capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -39,16 +39,16 @@ def test_onnxruntime_worker_scores_like_the_graph_and_counts_padding(tiny_reposi
 
 
 def test_process_tree_peak_memory_includes_children():
-    from perf.bench_systems import _process_tree_peak_mb
+    from perf.systems import process_tree_peak_mb
 
     child = subprocess.Popen([sys.executable, "-c", "b = bytearray(300 * 1024 * 1024); import time; time.sleep(30)"])
     try:
         for _ in range(100):  # until the child has touched its 300 MB
-            if _process_tree_peak_mb(child.pid) > 300:
+            if process_tree_peak_mb(child.pid) > 300:
                 break
             time.sleep(0.1)
-        assert _process_tree_peak_mb(child.pid) > 300
-        assert _process_tree_peak_mb(os.getpid()) > _process_tree_peak_mb(child.pid)  # parent + child
+        assert process_tree_peak_mb(child.pid) > 300
+        assert process_tree_peak_mb(os.getpid()) > process_tree_peak_mb(child.pid)  # parent + child
     finally:
         child.kill()
         child.wait()
