@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -108,6 +109,11 @@ def peak_rss_mb() -> float:
 
 
 def main() -> int:
+    # The protocol owns stdout; whatever the libraries print (sentence-transformers and
+    # optimum print advice there) goes to stderr instead, even from C code.
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     parser = argparse.ArgumentParser()
     parser.add_argument("--system", required=True, choices=["st-torch", "st-onnx", "st-openvino", "st-openvino-int8", "in-process"])
     parser.add_argument("--model", required=True, help="checkpoint dir (st-*) or model repository (in-process)")
@@ -125,7 +131,7 @@ def main() -> int:
         score = sentence_transformers_system(args.model, args.system.removeprefix("st-"), args.max_length, counter)
     score(workload[0]["query"], workload[0]["products"])  # warm-up
     counter.real = counter.computed = 0
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True}), file=protocol, flush=True)
     for command in sys.stdin:
         command = command.strip()
         if command == "round":
@@ -142,7 +148,7 @@ def main() -> int:
         else:
             reply = {"error": f"unknown command {command!r}"}
         reply["peak_rss_mb"] = peak_rss_mb()
-        print(json.dumps(reply), flush=True)
+        print(json.dumps(reply), file=protocol, flush=True)
     return 0
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -42,10 +43,17 @@ class LibraryWorker:
         if not Path(self.command[0]).exists():
             raise RuntimeError(f"{self.command[0]} does not exist (make bench creates it)")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.log = tempfile.TemporaryFile("w+")  # the library's own messages, for the reason it failed
+        self.process = subprocess.Popen(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env
+        )
         ready = self.process.stdout.readline()
         if not ready:
-            raise RuntimeError(f"{' '.join(self.command[1:4])} exited with code {self.process.wait()} while loading")
+            code = self.process.wait()
+            self.log.seek(0)
+            errors = [line.strip() for line in self.log if "Error" in line]
+            reason = errors[-1] if errors else f"exited with code {code}"
+            raise RuntimeError(f"{' '.join(self.command[1:4])} failed while loading: {reason[:400]}")
 
     def _ask(self, command: str) -> dict:
         self.process.stdin.write(command + "\n")
