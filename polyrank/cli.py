@@ -1,4 +1,4 @@
-"""The `polyrank` command: export, serve, rerank, train, distill, evaluate, demo, build-shaped-model.
+"""The `polyrank` command: export, serve, gateway, rerank, train, distill, evaluate, demo, build-shaped-model.
 
 This is the one place that reads the environment (POLYRANK_CACHE).
 """
@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from polyrank.client import cli as rerank_cli
-from polyrank.extras import require
 from polyrank.export import cli as export_cli
+from polyrank.extras import require
+from polyrank.gateway import cli as gateway_cli
 from polyrank.training import cli as training_cli
 
 
@@ -36,7 +37,12 @@ def main(argv=None) -> int:
     serve.add_argument("--model-control", action="store_true",
                        help="open the load/unload API, only to calls with the admin key header "
                             "set to $POLYRANK_ADMIN_KEY (closed by default)")
+    serve.add_argument("--api-port", type=int, help=f"also serve {gateway_cli.API_OPTIONS_HELP} on this port")
+    gateway_cli.add_api_arguments(serve)
     serve.set_defaults(handler=_serve, parts=("serve",))
+    gateway = commands.add_parser("gateway", help=f"serve {gateway_cli.API_OPTIONS_HELP} in front of a Triton")
+    gateway_cli.add_gateway_arguments(gateway)
+    gateway.set_defaults(handler=lambda args, cache: gateway_cli.run_gateway(args), parts=("gateway",))
     rerank = commands.add_parser("rerank", help="rerank products through a running server")
     rerank_cli.add_arguments(rerank)
     rerank.set_defaults(handler=lambda args, cache: rerank_cli.run(args))
@@ -102,6 +108,10 @@ def _serve(args: argparse.Namespace, cache_dir: Path) -> int:
     admin_key = os.environ.get("POLYRANK_ADMIN_KEY") if args.model_control else None
     if args.model_control and not admin_key:
         raise ValueError("--model-control needs the admin key in POLYRANK_ADMIN_KEY (16 characters or more)")
+    if args.api_port is not None:
+        require("gateway")
+        if args.tls_cert:
+            raise ValueError("--api-port serves plain HTTP beside a TLS Triton; run `polyrank gateway` with --tls-cert and --triton-tls-ca instead")
     config = ServerConfig(
         repository=args.repository,
         host=args.host,
@@ -117,11 +127,15 @@ def _serve(args: argparse.Namespace, cache_dir: Path) -> int:
     # too: a process started in the background by a non-interactive shell inherits it ignored.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    server = EmbeddedTritonServer(config)
+    server, api = EmbeddedTritonServer(config), None
     try:
         server.start()
+        if args.api_port is not None:
+            api = _start_api(args, server.grpc_url, locked_index=admin_key is not None)
         print(f"serving {args.repository} (pid {server.pid})")
         print(f"  gRPC     {server.grpc_url}" + (" (TLS)" if args.tls_cert else ""))
+        if api is not None:
+            print(f"  HTTP API {api.url}  (Cohere /v1/rerank, /v2/rerank; TEI /rerank)")
         print(f"  metrics  {server.metrics_url}")
         print("Ctrl-C to stop", flush=True)
         supervise(server, stop=lambda: False, log=lambda line: print(line, flush=True))
@@ -130,7 +144,22 @@ def _serve(args: argparse.Namespace, cache_dir: Path) -> int:
         print("stopping")
         return 0
     finally:
+        if api is not None:
+            api.stop()  # first: lets its requests in flight finish while Triton still runs
         server.stop()
+
+
+def _start_api(args: argparse.Namespace, triton_url: str, locked_index: bool):
+    from polyrank.gateway.app import GatewaySettings
+    from polyrank.gateway.server import GatewayServer, Listener
+
+    # Model control locks Triton's repository index: offer the repository's models instead.
+    models = tuple(sorted(p.parent.name for p in args.repository.glob("*/config.pbtxt"))) if locked_index else None
+    settings = GatewaySettings(
+        triton_url=triton_url, default_model=args.default_model, repository=args.repository, models=models,
+        long_documents=args.long_documents, max_documents=args.max_documents,
+    )
+    return GatewayServer(settings, Listener(host=args.host, port=args.api_port)).start()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Which optional parts of polyrank are installed. `pip install polyrank` is the light client
 (tritonclient and numpy); `polyrank[export]` adds what exports and trains models (torch,
-transformers, ONNX, OpenVINO), `polyrank[serve]` what runs the embedded server, `polyrank[all]`
-both. A command whose part is missing says so in one line."""
+transformers, ONNX, OpenVINO), `polyrank[serve]` what runs the embedded server,
+`polyrank[gateway]` the HTTP API, `polyrank[all]` all three. A command whose part is missing says so in one line."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import importlib
 PARTS = {
     "export": ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "openvino", "nncf"),
     "serve": ("pytriton", "tokenizers", "onnxruntime", "openvino"),
+    "gateway": ("fastapi", "uvicorn", "prometheus_client", "tokenizers"),
 }
 
 

@@ -10,13 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import requests
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
-
 from polyrank.client import RerankClient, ServerUnavailableError
-from polyrank.checkpoint import torch_scores
 from polyrank.export.samples import SAMPLE_QUERIES, parity_pairs
 from polyrank.model_repository.pair_encoding import PairEncoder
+from tritonclient.utils import InferenceServerException
+
+from polyrank.checkpoint import torch_scores
 from polyrank.server import free_port
 from tests.conftest import TEST_MAX_BATCH_SIZE, TEST_MAX_LENGTH
 
@@ -167,11 +168,11 @@ def test_rerank_cli_reports_a_missing_server_in_one_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_serve_starts_the_server_and_stops_it_on_ctrl_c(tiny_repository):
-    ports = [str(free_port()) for _ in range(3)]
+def test_serve_starts_the_server_and_its_http_api_and_stops_both_on_ctrl_c(tiny_repository):
+    ports = [str(free_port()) for _ in range(4)]
     process = subprocess.Popen(
         [sys.executable, "-m", "polyrank.cli", "serve", "--repository", str(tiny_repository),
-         "--grpc-port", ports[0], "--http-port", ports[1], "--metrics-port", ports[2]],
+         "--grpc-port", ports[0], "--http-port", ports[1], "--metrics-port", ports[2], "--api-port", ports[3]],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -183,11 +184,16 @@ def test_serve_starts_the_server_and_stops_it_on_ctrl_c(tiny_repository):
         text = "".join(output)
         assert f"gRPC     127.0.0.1:{ports[0]}" in text, text
         assert f"metrics  http://127.0.0.1:{ports[2]}/metrics" in text
+        assert f"HTTP API http://127.0.0.1:{ports[3]}" in text
         with RerankClient(f"127.0.0.1:{ports[0]}") as client:
-            assert len(client.rerank("shoes", ["running shoes"])) == 1
-        assert listening_addresses(int(ports[0])) == {"127.0.0.1"}  # loopback only, by default
+            logit = client.score("shoes", ["running shoes"])[0]
+        body = {"model": "rerank", "query": "shoes", "documents": ["running shoes"]}
+        answer = requests.post(f"http://127.0.0.1:{ports[3]}/v2/rerank", json=body, timeout=60).json()
+        assert answer["results"][0]["relevance_score"] == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-6)
+        assert listening_addresses(int(ports[0])) == listening_addresses(int(ports[3])) == {"127.0.0.1"}  # loopback only, by default
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
+        assert not listening_addresses(int(ports[3]))
     finally:
         if process.poll() is None:
             process.kill()

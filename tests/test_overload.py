@@ -8,12 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
+import requests
 from polyrank.client import OverloadedError, RerankClient
 from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig, ServingConfig
-from polyrank.checkpoint import torch_scores
 from polyrank.model_repository.pair_encoding import PairEncoder
+
+from polyrank.checkpoint import torch_scores
 from polyrank.server import EmbeddedTritonServer, ServerConfig
 
 PRODUCT = " ".join(["wireless bluetooth headphones with noise cancelling"] * 10)
@@ -69,3 +70,26 @@ def test_queue_settings_are_checked(tmp_path):
         ServingConfig(max_queue_size=0)
     with pytest.raises(ValueError, match="queue_timeout_s must be positive"):
         ServingConfig(queue_timeout_s=0)
+
+
+def test_through_http_rejections_are_429_with_retry_after(small_queue_server, tiny_checkpoint):
+    from polyrank.gateway.app import GatewaySettings
+    from polyrank.gateway.server import GatewayServer, Listener
+
+    encoder = PairEncoder(tiny_checkpoint.tokenizer, 128, tiny_checkpoint.pad_id)
+    documents = [f"{PRODUCT} {i}" for i in range(PAIRS_PER_REQUEST)]
+    expected = 1 / (1 + np.exp(-torch_scores(tiny_checkpoint, encoder, ["headphones"] * len(documents), documents)))
+    body = {"model": "rerank", "query": "headphones", "documents": documents}
+    with GatewayServer(GatewaySettings(triton_url=small_queue_server.grpc_url, timeout_s=120), Listener(port=0)) as api:
+        with ThreadPoolExecutor(CONCURRENT) as pool:
+            responses = list(pool.map(lambda _: requests.post(f"{api.url}/v2/rerank", json=body, timeout=180), range(REQUESTS)))
+    statuses = sorted({r.status_code for r in responses})
+    assert statuses == [200, 429], statuses
+    for response in responses:
+        if response.status_code == 429:
+            assert response.headers["Retry-After"] == "1"
+            assert response.json()["error_type"] == "overloaded"
+            assert "Exceeds maximum queue size" in response.json()["message"]
+        else:
+            results = response.json()["results"]
+            assert max(abs(r["relevance_score"] - expected[r["index"]]) for r in results) < 1e-5
