@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     serve.add_argument("--model-control", action="store_true",
                        help="open the load/unload API, only to calls with the admin key header "
                             "set to $POLYRANK_ADMIN_KEY (closed by default)")
+    serve.add_argument("--response-cache-mb", type=int, default=0,
+                       help="answer repeated identical requests from a cache of this size (default 0: off)")
     serve.add_argument("--api-port", type=int, help=f"also serve {gateway_cli.API_OPTIONS_HELP} on this port")
     gateway_cli.add_api_arguments(serve)
     serve.set_defaults(handler=_serve, parts=("serve",))
@@ -122,6 +124,7 @@ def _serve(args: argparse.Namespace, cache_dir: Path) -> int:
         tls_key=args.tls_key,
         tls_ca=args.tls_ca,
         admin_key=admin_key,
+        response_cache_mb=args.response_cache_mb,
     )
     # SIGTERM ends the wait like Ctrl-C does, so the server is always stopped. SIGINT is set
     # too: a process started in the background by a non-interactive shell inherits it ignored.

@@ -40,6 +40,9 @@ class ServerConfig:
         extra_args: more tritonserver flags.
         tls_cert, tls_key: PEM server certificate and key: gRPC speaks TLS only.
         tls_ca: PEM CA certificate: mutual TLS, clients must present a certificate it signed.
+        response_cache_mb: memory for Triton's response cache (0: off). The rerank pipelines
+            enable it in their config, so a request identical to an earlier one (same model,
+            query and products) is answered from memory without scoring.
         admin_key: opens the model-control API (load / unload; closed when None), and only
             to calls carrying the header `triton-grpc-protocol-polyrank-admin-key: <admin_key>`
             (gRPC) or `polyrank-admin-key: <admin_key>` (HTTP).
@@ -58,8 +61,11 @@ class ServerConfig:
     tls_key: Optional[Path] = None
     tls_ca: Optional[Path] = None
     admin_key: Optional[str] = None
+    response_cache_mb: int = 0
 
     def __post_init__(self):
+        if self.response_cache_mb < 0:
+            raise ValueError(f"the response cache size must be 0 (off) or a number of MB, got {self.response_cache_mb}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
         if self.tls_ca is not None and self.tls_cert is None:
@@ -129,6 +135,7 @@ class EmbeddedTritonServer:
             "--exit-timeout-secs=10",
             "--log-verbose=0",
             *self._access_args(),
+            *self._cache_args(binary),
             *self.config.extra_args,
         ]
         log = open(self.log_path, "ab")
@@ -167,6 +174,11 @@ class EmbeddedTritonServer:
             return f"tritonserver exited (code {code})"
         dead = sorted(name for name, pid in self._stubs.items() if not _running(pid))
         return f"the Python process of {', '.join(dead)} died" if dead else None
+
+    def _cache_args(self, binary: Path) -> list[str]:
+        if not self.config.response_cache_mb:
+            return []
+        return [f"--cache-config=local,size={self.config.response_cache_mb * 2**20}", f"--cache-directory={binary.parents[1] / 'caches'}"]
 
     def _access_args(self) -> list[str]:
         """TLS, the model-control API and HTTP restrictions as tritonserver flags."""
