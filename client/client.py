@@ -112,6 +112,49 @@ class RerankClient:
                 item["document"] = documents[item["index"]]
         return ranked
 
+    def rerank_many(
+        self,
+        lists: Sequence[tuple[str, Sequence[str]]],
+        top_k: Optional[int] = None,
+        return_documents: bool = False,
+    ) -> list[list[RankedDocument]]:
+        """`rerank` for several (query, documents) lists at once: their pairs share requests
+        (each row carries its own query), so ten lists of 20 products take one round trip.
+
+        Example:
+            >>> client.rerank_many([("running shoes", ["Nike Pegasus 40", "Coffee grinder"]),
+            ...                     ("炊飯器", ["象印 IH炊飯器", "電気ケトル"])], top_k=1)
+            [[{'index': 0, 'score': 3.2}], [{'index': 0, 'score': 2.9}]]
+        """
+        _check_top_k(top_k)
+        rankings = []
+        for (_, documents), scores in zip(lists, self.score_many(lists)):
+            ranked = _best_first(scores, top_k)
+            if return_documents:
+                for item in ranked:
+                    item["document"] = documents[item["index"]]
+            rankings.append(ranked)
+        return rankings
+
+    def score_many(self, lists: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
+        """Raw scores of several (query, documents) lists, each in the order of its documents."""
+        if isinstance(lists, (str, bytes)) or not isinstance(lists, Sequence) or not lists:
+            raise InvalidRequestError("lists must be a non-empty list of (query, documents) pairs")
+        queries, rows = [], []
+        for number, item in enumerate(lists):
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise InvalidRequestError(f"lists[{number}] must be a (query, documents) pair")
+            try:
+                query, documents = self._validate(*item)
+            except InvalidRequestError as error:
+                raise InvalidRequestError(f"lists[{number}]: {error}") from None
+            queries += [query] * len(documents)
+            rows += documents
+        if len(rows) > self.max_documents:
+            raise InvalidRequestError(f"lists hold {len(rows)} documents, more than max_documents={self.max_documents}")
+        flat = self._in_chunks(lambda pairs: self._score_pairs(*zip(*pairs)), list(zip(queries, rows)), self._batch_size_of(self.model_name))
+        return np.split(flat, np.cumsum([len(documents) for _, documents in lists])[:-1])
+
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """Raw relevance scores (float32), in the order of `documents`."""
         encoded_query, encoded_documents = self._validate(query, documents)
@@ -211,19 +254,22 @@ class RerankClient:
         return embeddings.astype(np.float32, copy=False)
 
     def _score_documents(self, query: bytes, documents: list[bytes]) -> np.ndarray:
+        return self._score_pairs([query] * len(documents), documents)
+
+    def _score_pairs(self, queries: Sequence[bytes], documents: Sequence[bytes]) -> np.ndarray:
         texts = grpcclient.InferInput("DOCUMENTS", [len(documents), 1], "BYTES")
         texts.set_data_from_numpy(np.array(documents, dtype=object).reshape(-1, 1))
-        return self._infer_scores(query, texts, len(documents))
+        return self._infer_scores(queries, texts, len(documents))
 
     def _score_embeddings(self, query: bytes, embeddings: np.ndarray) -> np.ndarray:
         vectors = grpcclient.InferInput("DOCUMENT_EMBEDDINGS", list(embeddings.shape), "FP32")
         vectors.set_data_from_numpy(np.ascontiguousarray(embeddings))
-        return self._infer_scores(query, vectors, len(embeddings))
+        return self._infer_scores([query] * len(embeddings), vectors, len(embeddings))
 
-    def _infer_scores(self, query: bytes, documents: grpcclient.InferInput, rows: int) -> np.ndarray:
-        """SCORES for `rows` products (as texts or embeddings) against one query."""
+    def _infer_scores(self, queries: Sequence[bytes], documents: grpcclient.InferInput, rows: int) -> np.ndarray:
+        """SCORES for `rows` products (as texts or embeddings), row i against queries[i]."""
         query_input = grpcclient.InferInput("QUERY", [rows, 1], "BYTES")
-        query_input.set_data_from_numpy(np.full((rows, 1), query, dtype=object))
+        query_input.set_data_from_numpy(np.array(queries, dtype=object).reshape(-1, 1))
         result = self._with_retries(
             lambda timeout: self._grpc.infer(
                 self.model_name,

@@ -232,3 +232,19 @@ def test_scorer_reports_real_and_computed_tokens_on_the_metrics_endpoint(triton_
     after = scorer_token_counts(triton_server.metrics_url)
     assert after["real"] - before.get("real", 0) == real
     assert real <= after["computed"] - before.get("computed", 0) < 2 * real
+
+
+def test_rerank_many_shares_one_request_and_equals_separate_calls(triton_server, client):
+    lists = [("running shoes", ["Nike Pegasus 40", "coffee grinder"]), ("炊飯器 5合", ["象印 IH炊飯器", "電気ケトル", "炊飯器"]),
+             ("écouteurs", ["écouteurs sans fil"])]
+    stats = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    requests_before = int(stats.get_inference_statistics("rerank", as_json=True)["model_stats"][0]["inference_stats"]["success"]["count"])
+    rankings = client.rerank_many(lists, top_k=2, return_documents=True)
+    requests_after = int(stats.get_inference_statistics("rerank", as_json=True)["model_stats"][0]["inference_stats"]["success"]["count"])
+    stats.close()
+    assert requests_after - requests_before == 1  # 6 pairs of 3 queries, one request
+    for ranking, (query, documents) in zip(rankings, lists):
+        separate = client.rerank(query, documents, top_k=2, return_documents=True)
+        assert [r["index"] for r in ranking] == [r["index"] for r in separate]
+        assert [r["document"] for r in ranking] == [r["document"] for r in separate]
+        assert [r["score"] for r in ranking] == pytest.approx([r["score"] for r in separate], abs=1e-5)

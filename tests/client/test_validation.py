@@ -1,6 +1,8 @@
 """Bad input is refused by the client before any network call: nothing listens on the port,
 so a request that reached the network would fail with ServerUnavailableError instead."""
 
+import re
+
 import pytest
 
 from polyrank.client import InvalidRequestError, RerankClient, ServerUnavailableError
@@ -54,3 +56,16 @@ def test_too_many_documents_is_refused():
 def test_valid_request_without_a_server_is_unavailable(offline_client):
     with pytest.raises(ServerUnavailableError):
         offline_client.rerank("shoes", ["running shoes"])
+
+
+@pytest.mark.parametrize("lists, message", [
+    ([], "lists must be a non-empty list of (query, documents) pairs"),
+    ("shoes", "lists must be a non-empty list of (query, documents) pairs"),
+    ([("shoes",)], "lists[0] must be a (query, documents) pair"),
+    ([("shoes", ["ok"]), ("", ["ok"])], "lists[1]: query is empty or only whitespace"),
+    ([("shoes", ["ok"]), ("boots", ["ok", 3])], "lists[1]: documents[1] must be a string, got int"),
+])
+def test_rerank_many_refuses_bad_lists_before_any_network_call(lists, message):
+    with RerankClient("127.0.0.1:1", retry_deadline_s=0) as client:
+        with pytest.raises(InvalidRequestError, match=re.escape(message)):
+            client.rerank_many(lists)
