@@ -7,6 +7,7 @@ PRECISION ?=
 USERS ?= 8
 DURATION ?= 60s
 HOST ?=
+API ?= grpc
 
 .PHONY: demo test test-fast load bench clean
 
@@ -27,9 +28,10 @@ test: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -ra -m "not slow" tests
 
-# Headless Locust against a server it starts (or HOST=127.0.0.1:PORT); reports in perf/results/.
+# Headless Locust against a server it starts (or HOST=127.0.0.1:PORT); API=http drives the HTTP
+# API instead of the gRPC client; reports in perf/results/.
 load: $(VENV)/.installed
-	$(BIN)/python perf/load.py --users $(USERS) --duration $(DURATION) $(if $(HOST),--host $(HOST))
+	$(BIN)/python perf/load.py --users $(USERS) --duration $(DURATION) --protocol $(API) $(if $(HOST),--host $(HOST))
 
 # The tools polyrank is compared with, each in its own environment: sentence-transformers'
 # ONNX backend (optimum-onnx) and Infinity pin transformers 4.x, its OpenVINO backend

@@ -27,6 +27,9 @@ from tritonclient.utils import InferenceServerException
 
 PIPELINE_INPUTS = {"QUERY", "DOCUMENTS"}
 MODELS_REFRESH_S = 10.0  # how long the list of served models is trusted before it is asked again
+# Requests of one call in flight at once, as the gRPC client's default: enough for the dynamic
+# batcher to merge them, few enough that one long list cannot fill the scorer's queue alone.
+CHUNKS_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -106,12 +109,13 @@ class TritonBackend:
     async def score(self, pipeline: Pipeline, queries: Sequence[bytes], documents: Sequence[bytes]) -> np.ndarray:
         """Raw scores (logits) of the pairs (queries[i], documents[i]), in their order. Pairs of
         several queries may share one call: QUERY is a per-row tensor."""
-        size = pipeline.max_batch_size
-        chunks = [
-            self._score_chunk(pipeline.name, queries[start : start + size], documents[start : start + size])
-            for start in range(0, len(documents), size)
-        ]
-        return np.concatenate(await asyncio.gather(*chunks))
+        size, in_flight = pipeline.max_batch_size, asyncio.Semaphore(CHUNKS_IN_FLIGHT)
+
+        async def chunk(start: int) -> np.ndarray:
+            async with in_flight:
+                return await self._score_chunk(pipeline.name, queries[start : start + size], documents[start : start + size])
+
+        return np.concatenate(await asyncio.gather(*(chunk(start) for start in range(0, len(documents), size))))
 
     async def _score_chunk(self, model: str, queries: Sequence[bytes], documents: Sequence[bytes]) -> np.ndarray:
         inputs = [_bytes_input("QUERY", queries), _bytes_input("DOCUMENTS", documents)]

@@ -1,9 +1,11 @@
 """Headless Locust load test of the `rerank` pipeline, bounded in time, loopback only.
 
-    python perf/load.py [--users 8] [--duration 60s] [--host 127.0.0.1:8001 | --repository DIR]
+    python perf/load.py [--users 8] [--duration 60s] [--protocol grpc|http]
+                        [--host 127.0.0.1:8001 | http://127.0.0.1:8080 | --repository DIR]
 
 Without --host it serves --repository (default: the mmBERT-small-shaped model exported to
-build/bench/repository) on the embedded Triton server and stops it afterwards. Writes
+build/bench/repository) on the embedded Triton server (and, for --protocol http, the HTTP API
+in front of it) and stops them afterwards. Writes
 Locust's CSV and HTML reports and a one-paragraph summary to --results (perf/results/).
 Exits non-zero if any request failed.
 """
@@ -16,7 +18,7 @@ import importlib.util
 import os
 import subprocess
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,13 +27,16 @@ sys.path.insert(0, str(ROOT))
 from polyrank.server import EmbeddedTritonServer, ServerConfig  # noqa: E402
 
 LOOPBACK = ("127.", "localhost:", "[::1]:")
+USER_CLASSES = {"grpc": "RerankUser", "http": "HttpRerankUser"}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=8, help="concurrent Locust users (default 8)")
     parser.add_argument("--duration", default="60s", help="run time, Locust syntax: 15s, 2m (default 60s)")
-    parser.add_argument("--host", default=None, help="gRPC endpoint of a running server (loopback only)")
+    parser.add_argument("--protocol", choices=USER_CLASSES, default="grpc", help="gRPC client or HTTP API (default grpc)")
+    parser.add_argument("--host", default=None,
+                        help="a running server (loopback only): gRPC host:port, or the HTTP API's http://host:port")
     parser.add_argument("--repository", type=Path, default=None, help="repository to serve when --host is not given")
     parser.add_argument("--results", type=Path, default=ROOT / "perf" / "results")
     parser.add_argument("--name", default="load", help="report file prefix (default load)")
@@ -40,7 +45,7 @@ def main(argv=None) -> int:
     if importlib.util.find_spec("locust") is None:
         print("load test needs Locust: pip install 'polyrank[load]'", file=sys.stderr)
         return 2
-    if args.host is not None and not args.host.startswith(LOOPBACK):
+    if args.host is not None and not args.host.removeprefix("http://").startswith(LOOPBACK):
         print(f"load goes only to this machine (127.0.0.1, localhost, [::1]); got --host {args.host}", file=sys.stderr)
         return 2
     if args.users < 1:
@@ -52,10 +57,12 @@ def main(argv=None) -> int:
     server = None if args.host else EmbeddedTritonServer(
         ServerConfig(repository=args.repository or _default_repository(), grpc_port=0, http_port=0, metrics_port=0)
     )
-    with server or nullcontext():
+    with server or nullcontext(), ExitStack() as api:
         host = args.host or server.grpc_url
+        if args.protocol == "http" and args.host is None:
+            host = api.enter_context(_http_api(server.grpc_url)).url
         command = [
-            sys.executable, "-m", "locust", "-f", str(ROOT / "perf" / "locustfile.py"),
+            sys.executable, "-m", "locust", "-f", str(ROOT / "perf" / "locustfile.py"), USER_CLASSES[args.protocol],
             "--headless", "--users", str(args.users), "--spawn-rate", str(args.users),
             "--run-time", args.duration, "--stop-timeout", "30", "--host", host,
             "--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary", "--loglevel", "WARNING",
@@ -87,6 +94,13 @@ def _seconds(duration: str) -> int:
         return int(duration[:-1]) * units[duration[-1]] if duration[-1] in units else int(duration)
     except (ValueError, IndexError):
         raise SystemExit(f"--duration must look like 15s, 2m or 1h, got {duration!r}") from None
+
+
+def _http_api(triton_url: str):
+    from polyrank.gateway.app import GatewaySettings
+    from polyrank.gateway.server import GatewayServer, Listener
+
+    return GatewayServer(GatewaySettings(triton_url=triton_url), Listener(port=0))
 
 
 def _default_repository() -> Path:

@@ -1,8 +1,9 @@
-"""Locust user that reranks workload queries with 20-200 candidates over gRPC (tritonclient).
+"""Locust users that rerank workload queries with 20-200 candidates: `RerankUser` over gRPC
+(polyrank's client), `HttpRerankUser` over the HTTP API (Cohere's /v2/rerank shape).
 
-Run it through `make load` / `python perf/load.py`, which starts a server (or takes --host)
-and writes the reports. Each call is reported to Locust's request event, so its statistics,
-CSV and HTML charts work as they do for HTTP.
+Run them through `make load` / `python perf/load.py [--protocol http]`, which starts a server
+(or takes --host) and writes the reports. Each gRPC call is reported to Locust's request event,
+so its statistics, CSV and HTML charts work as they do for HTTP.
 """
 
 import itertools
@@ -16,7 +17,7 @@ import grpc.experimental.gevent as grpc_gevent
 
 grpc_gevent.init_gevent()
 
-from locust import User, constant, task  # noqa: E402
+from locust import FastHttpUser, User, constant, task  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perf.workload import make_workload  # noqa: E402
@@ -61,3 +62,24 @@ class RerankUser(User):
             exception=error,
             context={},
         )
+
+
+class HttpRerankUser(FastHttpUser):
+    """The same frontend calling the HTTP API's POST /v2/rerank (what Cohere's SDK sends)."""
+
+    wait_time = constant(0)
+    network_timeout = connection_timeout = 120.0
+
+    def on_start(self):
+        self.rng = random.Random(next(_user_seeds))
+
+    @task
+    def rerank(self):
+        request = self.rng.choice(WORKLOAD)
+        candidates = self.rng.randint(MIN_CANDIDATES, MAX_CANDIDATES)
+        body = {"model": "rerank", "query": request.query, "documents": list(request.products[:candidates])}
+        with self.client.post("/v2/rerank", json=body, name="rerank", catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
+            elif len(response.json()["results"]) != candidates:
+                response.failure(f"got {len(response.json()['results'])} results for {candidates} candidates")

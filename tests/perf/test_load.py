@@ -26,6 +26,16 @@ def test_fifteen_second_load_has_zero_failures(triton_server, tmp_path):
     assert f"{total['Request Count']} requests, 0 failures" in summary
 
 
+def test_http_load_through_the_api_it_starts_has_zero_failures(tiny_repository, tmp_path):
+    result = run_load("--protocol", "http", "--repository", str(tiny_repository), "--users", "4", "--duration", "10s",
+                      "--results", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    with open(tmp_path / "load_stats.csv", newline="") as stream:
+        total = next(row for row in csv.DictReader(stream) if row["Name"] == "Aggregated")
+    assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0
+    assert "against http://127.0.0.1:" in (tmp_path / "load_summary.md").read_text()
+
+
 def test_load_refuses_targets_off_this_machine(tmp_path):
     result = run_load("--host", "10.0.0.1:8001", "--duration", "1s", "--results", str(tmp_path))
     assert result.returncode == 2
