@@ -7,9 +7,9 @@ import subprocess
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from polyrank.client import RerankClient, RerankError
 from tritonclient.utils import InferenceServerException
 
-from polyrank.client import RerankClient, RerankError
 from polyrank.server import ADMIN_GRPC_HEADER, EmbeddedTritonServer, ServerConfig
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -130,3 +130,28 @@ def test_serve_refuses_model_control_without_a_key(tiny_repository, monkeypatch,
     assert capsys.readouterr().err.strip() == (
         "polyrank serve: error: --model-control needs the admin key in POLYRANK_ADMIN_KEY (16 characters or more)"
     )
+
+
+def test_gateway_speaks_mutual_tls_on_both_sides(mtls_server, certificates):
+    """HTTPS with client certificates in front, mutual TLS to Triton behind."""
+    import requests
+    from polyrank.gateway.app import GatewaySettings
+    from polyrank.gateway.server import GatewayServer, Listener
+
+    trusted, untrusted = certificates
+    settings = GatewaySettings(
+        triton_url=mtls_server.grpc_url, tls_ca=str(trusted / "ca.pem"),
+        tls_cert=str(trusted / "client.pem"), tls_key=str(trusted / "client.key"),
+    )
+    listener = Listener(port=0, tls_cert=str(trusted / "server.pem"), tls_key=str(trusted / "server.key"), tls_ca=str(trusted / "ca.pem"))
+    body = {"model": "rerank", "query": "shoes", "documents": ["running shoes", "coffee"]}
+    with GatewayServer(settings, listener) as api:
+        assert api.url.startswith("https://")
+        answer = requests.post(f"{api.url}/v2/rerank", json=body, timeout=30, verify=str(trusted / "ca.pem"),
+                               cert=(str(trusted / "client.pem"), str(trusted / "client.key")))
+        assert answer.status_code == 200 and len(answer.json()["results"]) == 2
+        for refused in ({"cert": None}, {"cert": (str(untrusted / "client.pem"), str(untrusted / "client.key"))}):
+            with pytest.raises(requests.exceptions.SSLError):
+                requests.post(f"{api.url}/v2/rerank", json=body, timeout=30, verify=str(trusted / "ca.pem"), **refused)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.post(api.url.replace("https", "http") + "/v2/rerank", json=body, timeout=30)
