@@ -51,6 +51,9 @@ class GatewayServer:
     def __init__(self, settings: GatewaySettings, listener: Listener):
         self.listener = listener
         self._socket = socket.create_server((listener.host, listener.port), reuse_port=False)
+        # Accepted connections inherit this. Without it a response's headers and body (two
+        # writes) meet the client's delayed ACK: every request took 44 ms longer (measured).
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port = self._socket.getsockname()[1]
         config = uvicorn.Config(
             create_app(settings), log_level="warning", access_log=False, timeout_graceful_shutdown=10, **listener.uvicorn_options()
