@@ -3,6 +3,7 @@
 from polyrank.client.client import RerankClient
 from polyrank.client.types import (
     BackendError,
+    DeadlineExceededError,
     InvalidRequestError,
     OverloadedError,
     RankedDocument,
@@ -16,6 +17,7 @@ __all__ = [
     "RerankError",
     "InvalidRequestError",
     "OverloadedError",
+    "DeadlineExceededError",
     "ServerUnavailableError",
     "BackendError",
 ]

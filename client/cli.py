@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per gRPC call (default 30)")
     parser.add_argument("--retry-deadline", type=float, default=5.0,
                         help="seconds to keep retrying while the server is unavailable (default 5; 0: no retries)")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds the call may take in all; still queued then, it is dropped unscored")
+    parser.add_argument("--priority", choices=("interactive", "batch"), default="interactive",
+                        help="batch waits behind every interactive request (default interactive)")
     parser.add_argument("--tls-ca", help="PEM CA certificate: talk TLS to a server it signed")
     parser.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
     parser.add_argument("--tls-key", help="PEM client key (mutual TLS)")
@@ -30,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     documents = read_documents(args.documents)
     with RerankClient(
         args.url, model_name=args.model_name, timeout_s=args.timeout, retry_deadline_s=args.retry_deadline,
-        tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key, deadline_s=args.deadline, priority=args.priority,
     ) as client:
         started = time.perf_counter()
         ranked = client.rerank(args.query, documents, top_k=args.top_k, return_documents=True)

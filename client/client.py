@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
-
 from polyrank.client.types import (
+    DeadlineExceededError,
     InvalidRequestError,
     OverloadedError,
     RankedDocument,
@@ -19,8 +19,24 @@ from polyrank.client.types import (
     classify,
 )
 from polyrank.model_repository.text_rule import text_problem
+from tritonclient.utils import InferenceServerException
 
 T = TypeVar("T")
+
+# Triton priorities: 0 is the model's default level (1: interactive); batch work waits behind
+# every interactive request in the scorer's queue (its config has two priority levels).
+PRIORITIES = {"interactive": 0, "batch": 2}
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One public call's deadline (a time.monotonic() value, or None) and Triton priority."""
+
+    deadline: Optional[float] = None
+    priority: int = 0
+
+    def remaining_s(self) -> Optional[float]:
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
 
 class RerankClient:
@@ -42,6 +58,11 @@ class RerankClient:
         tls_ca: PEM CA certificate to verify a TLS server with (TLS is on when given).
         tls_cert, tls_key: PEM client certificate and key, for a server that requires
             mutual TLS.
+        deadline_s: default deadline of each call (None: only timeout_s). It travels to Triton
+            as the request's timeout, so a request still queued when it passes is dropped
+            unscored, and the call raises DeadlineExceededError. Retries stay within it.
+        priority: default priority, "interactive" or "batch" (batch requests wait behind every
+            interactive one in the scorer's queue: catalogue re-scoring, evaluations).
 
     Example:
         >>> client = RerankClient("localhost:8001")
@@ -63,7 +84,11 @@ class RerankClient:
         tls_ca: Optional[str] = None,
         tls_cert: Optional[str] = None,
         tls_key: Optional[str] = None,
+        deadline_s: Optional[float] = None,
+        priority: str = "interactive",
     ):
+        _call_options(deadline_s, priority)  # checked now, not at the first call
+        self.deadline_s, self.priority = deadline_s, priority
         if retry_deadline_s < 0 or backoff_s <= 0 or max_backoff_s < backoff_s:
             raise ValueError(
                 f"need retry_deadline_s >= 0 and 0 < backoff_s <= max_backoff_s, got "
@@ -84,6 +109,9 @@ class RerankClient:
         documents: Sequence[str],
         top_k: Optional[int] = None,
         return_documents: bool = False,
+        *,
+        deadline_s: Optional[float] = None,
+        priority: Optional[str] = None,
     ) -> list[RankedDocument]:
         """Scores every document against the query and returns them best first.
 
@@ -92,6 +120,7 @@ class RerankClient:
             documents: candidate product texts.
             top_k: keep only the best k (all when None).
             return_documents: include each document's text in the result.
+            deadline_s, priority: this call's, instead of the client's defaults.
 
         Returns:
             `[{"index": i, "score": s, "document"?: text}, ...]` sorted by score, descending;
@@ -99,14 +128,15 @@ class RerankClient:
 
         Raises:
             InvalidRequestError: bad input (before any network call) or INVALID_ARGUMENT.
-            OverloadedError, ServerUnavailableError, BackendError: see polyrank.client.types.
+            DeadlineExceededError, OverloadedError, ServerUnavailableError, BackendError: see
+                polyrank.client.types.
 
         Example:
             >>> client.rerank("炊飯器 5合", ["象印 IH炊飯器 5.5合", "電気ケトル"], return_documents=True)
             [{'index': 0, 'score': 2.9, 'document': '象印 IH炊飯器 5.5合'}, {'index': 1, ...}]
         """
         _check_top_k(top_k)
-        ranked = _best_first(self.score(query, documents), top_k)
+        ranked = _best_first(self.score(query, documents, deadline_s=deadline_s, priority=priority), top_k)
         if return_documents:
             for item in ranked:
                 item["document"] = documents[item["index"]]
@@ -117,6 +147,9 @@ class RerankClient:
         lists: Sequence[tuple[str, Sequence[str]]],
         top_k: Optional[int] = None,
         return_documents: bool = False,
+        *,
+        deadline_s: Optional[float] = None,
+        priority: Optional[str] = None,
     ) -> list[list[RankedDocument]]:
         """`rerank` for several (query, documents) lists at once: their pairs share requests
         (each row carries its own query), so ten lists of 20 products take one round trip.
@@ -128,7 +161,7 @@ class RerankClient:
         """
         _check_top_k(top_k)
         rankings = []
-        for (_, documents), scores in zip(lists, self.score_many(lists)):
+        for (_, documents), scores in zip(lists, self.score_many(lists, deadline_s=deadline_s, priority=priority)):
             ranked = _best_first(scores, top_k)
             if return_documents:
                 for item in ranked:
@@ -136,8 +169,11 @@ class RerankClient:
             rankings.append(ranked)
         return rankings
 
-    def score_many(self, lists: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
+    def score_many(
+        self, lists: Sequence[tuple[str, Sequence[str]]], *, deadline_s: Optional[float] = None, priority: Optional[str] = None
+    ) -> list[np.ndarray]:
         """Raw scores of several (query, documents) lists, each in the order of its documents."""
+        call = self._call(deadline_s, priority)
         if isinstance(lists, (str, bytes)) or not isinstance(lists, Sequence) or not lists:
             raise InvalidRequestError("lists must be a non-empty list of (query, documents) pairs")
         queries, rows = [], []
@@ -152,13 +188,20 @@ class RerankClient:
             rows += documents
         if len(rows) > self.max_documents:
             raise InvalidRequestError(f"lists hold {len(rows)} documents, more than max_documents={self.max_documents}")
-        flat = self._in_chunks(lambda pairs: self._score_pairs(*zip(*pairs)), list(zip(queries, rows)), self._batch_size_of(self.model_name))
+        flat = self._in_chunks(
+            lambda pairs: self._score_pairs(call, *zip(*pairs)), list(zip(queries, rows)), self._batch_size_of(self.model_name)
+        )
         return np.split(flat, np.cumsum([len(documents) for _, documents in lists])[:-1])
 
-    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+    def score(
+        self, query: str, documents: Sequence[str], *, deadline_s: Optional[float] = None, priority: Optional[str] = None
+    ) -> np.ndarray:
         """Raw relevance scores (float32), in the order of `documents`."""
+        call = self._call(deadline_s, priority)
         encoded_query, encoded_documents = self._validate(query, documents)
-        return self._in_chunks(lambda rows: self._score_documents(encoded_query, rows), encoded_documents, self._batch_size_of(self.model_name))
+        return self._in_chunks(
+            lambda rows: self._score_pairs(call, [encoded_query] * len(rows), rows), encoded_documents, self._batch_size_of(self.model_name)
+        )
 
     def embed(self, texts: Sequence[str], model_name: Optional[str] = None) -> np.ndarray:
         """Product embeddings from a two-tower student's embed model, to store ahead of time.
@@ -177,8 +220,9 @@ class RerankClient:
             [{'index': 0, 'score': 7.1}]
         """
         model = model_name or f"{self.model_name}_embed"
+        call = self._call()
         encoded = self._validate_texts(texts, "texts")
-        return self._in_chunks(lambda rows: self._infer_embeddings(model, rows), encoded, self._batch_size_of(model))
+        return self._in_chunks(lambda rows: self._infer_embeddings(call, model, rows), encoded, self._batch_size_of(model))
 
     def rerank_embeddings(
         self, query: str, embeddings: np.ndarray, top_k: Optional[int] = None
@@ -199,7 +243,10 @@ class RerankClient:
         if not np.isfinite(embeddings).all():
             raise InvalidRequestError("embeddings holds NaN or infinite values")
         encoded_query = self._validate_query(query)
-        scores = self._in_chunks(lambda rows: self._score_embeddings(encoded_query, rows), embeddings, self._batch_size_of(self.model_name))
+        call = self._call()
+        scores = self._in_chunks(
+            lambda rows: self._score_embeddings(call, encoded_query, rows), embeddings, self._batch_size_of(self.model_name)
+        )
         return _best_first(scores, top_k)
 
     def _in_chunks(self, run: Callable[[Sequence], np.ndarray], rows: Sequence, chunk: int) -> np.ndarray:
@@ -213,26 +260,36 @@ class RerankClient:
         retries, like any call), then remembered."""
         if model not in self._batch_sizes:
             config = self._with_retries(
-                lambda timeout: self._grpc.get_model_config(model, as_json=True, client_timeout=timeout)
+                lambda timeout: self._grpc.get_model_config(model, as_json=True, client_timeout=timeout), _Call()
             )
             self._batch_sizes[model] = int(config["config"].get("max_batch_size", 0)) or 1
         return self._batch_sizes[model]
 
-    def _with_retries(self, call: Callable[[float], T]) -> T:
-        """Runs `call(timeout)`; retries while the server is unavailable (down, starting or
-        stopping) with capped exponential backoff, for `retry_deadline_s` at most (so a call
-        ends within retry_deadline_s + timeout_s). Every other error is raised at once."""
-        deadline = time.monotonic() + self.retry_deadline_s
+    def _call(self, deadline_s: Optional[float] = None, priority: Optional[str] = None) -> _Call:
+        """A call's options, from now: its own deadline and priority, or the client's defaults."""
+        return _call_options(self.deadline_s if deadline_s is None else deadline_s, priority or self.priority)
+
+    def _with_retries(self, send: Callable[[float], T], call: _Call) -> T:
+        """Runs `send(timeout)`; retries while the server is unavailable (down, starting or
+        stopping) with capped exponential backoff, for `retry_deadline_s` at most and never
+        past the call's deadline (so a call ends within retry_deadline_s + timeout_s, or by its
+        deadline). Every other error is raised at once."""
+        give_up = time.monotonic() + self.retry_deadline_s
+        if call.deadline is not None:
+            give_up = min(give_up, call.deadline)
         delay, attempts = self.backoff_s, 0
         while True:
+            remaining = call.remaining_s()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceededError(f"the call's deadline passed after {attempts} attempts, before the server answered")
             attempts += 1
             try:
-                return call(self.timeout_s)
+                return send(self.timeout_s if remaining is None else min(self.timeout_s, remaining))
             except InferenceServerException as error:
-                kind, retryable = classify(error.status(), error.message())
+                kind, retryable = classify(error.status(), error.message(), deadline_given=call.deadline is not None)
                 if not retryable:
                     raise _client_error(kind, error) from None
-                left = deadline - time.monotonic()
+                left = give_up - time.monotonic()
                 if left <= 0:
                     raise ServerUnavailableError(
                         f"{_first_line(error)} (gave up after {attempts} attempts over {self.retry_deadline_s:g} s)"
@@ -240,33 +297,32 @@ class RerankClient:
                 time.sleep(min(delay, left))  # then try again: scoring is idempotent
                 delay = min(2 * delay, self.max_backoff_s)
 
-    def _infer_embeddings(self, model: str, texts: list[bytes]) -> np.ndarray:
+    def _infer_embeddings(self, call: _Call, model: str, texts: list[bytes]) -> np.ndarray:
         texts_input = grpcclient.InferInput("TEXTS", [len(texts), 1], "BYTES")
         texts_input.set_data_from_numpy(np.array(texts, dtype=object).reshape(-1, 1))
         result = self._with_retries(
             lambda timeout: self._grpc.infer(
-                model, [texts_input], outputs=[grpcclient.InferRequestedOutput("EMBEDDINGS")], client_timeout=timeout
-            )
+                model, [texts_input], outputs=[grpcclient.InferRequestedOutput("EMBEDDINGS")],
+                **_request_limits(call, timeout),
+            ),
+            call,
         )
         embeddings = result.as_numpy("EMBEDDINGS")
         if embeddings is None or len(embeddings) != len(texts):
             raise RerankError(f"server returned {0 if embeddings is None else len(embeddings)} embeddings for {len(texts)} texts")
         return embeddings.astype(np.float32, copy=False)
 
-    def _score_documents(self, query: bytes, documents: list[bytes]) -> np.ndarray:
-        return self._score_pairs([query] * len(documents), documents)
-
-    def _score_pairs(self, queries: Sequence[bytes], documents: Sequence[bytes]) -> np.ndarray:
+    def _score_pairs(self, call: _Call, queries: Sequence[bytes], documents: Sequence[bytes]) -> np.ndarray:
         texts = grpcclient.InferInput("DOCUMENTS", [len(documents), 1], "BYTES")
         texts.set_data_from_numpy(np.array(documents, dtype=object).reshape(-1, 1))
-        return self._infer_scores(queries, texts, len(documents))
+        return self._infer_scores(call, queries, texts, len(documents))
 
-    def _score_embeddings(self, query: bytes, embeddings: np.ndarray) -> np.ndarray:
+    def _score_embeddings(self, call: _Call, query: bytes, embeddings: np.ndarray) -> np.ndarray:
         vectors = grpcclient.InferInput("DOCUMENT_EMBEDDINGS", list(embeddings.shape), "FP32")
         vectors.set_data_from_numpy(np.ascontiguousarray(embeddings))
-        return self._infer_scores([query] * len(embeddings), vectors, len(embeddings))
+        return self._infer_scores(call, [query] * len(embeddings), vectors, len(embeddings))
 
-    def _infer_scores(self, queries: Sequence[bytes], documents: grpcclient.InferInput, rows: int) -> np.ndarray:
+    def _infer_scores(self, call: _Call, queries: Sequence[bytes], documents: grpcclient.InferInput, rows: int) -> np.ndarray:
         """SCORES for `rows` products (as texts or embeddings), row i against queries[i]."""
         query_input = grpcclient.InferInput("QUERY", [rows, 1], "BYTES")
         query_input.set_data_from_numpy(np.array(queries, dtype=object).reshape(-1, 1))
@@ -275,8 +331,9 @@ class RerankClient:
                 self.model_name,
                 [query_input, documents],
                 outputs=[grpcclient.InferRequestedOutput("SCORES")],
-                client_timeout=timeout,
-            )
+                **_request_limits(call, timeout),
+            ),
+            call,
         )
         scores = result.as_numpy("SCORES")
         if scores is None or scores.size != rows:
@@ -332,6 +389,23 @@ def _checked_utf8(text: str, field: str) -> bytes:
 def _best_first(scores: np.ndarray, top_k: Optional[int]) -> list[RankedDocument]:
     """The top_k (all when None) indices and scores, best first; ties keep input order."""
     return [{"index": int(i), "score": float(scores[i])} for i in np.argsort(-scores, kind="stable")[:top_k]]
+
+
+def _call_options(deadline_s: Optional[float], priority: str) -> _Call:
+    if deadline_s is not None and (isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)) or not deadline_s > 0):
+        raise InvalidRequestError(f"deadline_s must be a positive number of seconds or None, got {deadline_s!r}")
+    if priority not in PRIORITIES:
+        raise InvalidRequestError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+    return _Call(None if deadline_s is None else time.monotonic() + deadline_s, PRIORITIES[priority])
+
+
+def _request_limits(call: _Call, timeout_s: float) -> dict:
+    """The gRPC deadline of one attempt, and what Triton is told: the request's priority and,
+    with a call deadline, its timeout (µs), after which Triton drops it from its queues."""
+    limits = {"client_timeout": timeout_s, "priority": call.priority}
+    if call.deadline is not None:
+        limits["timeout"] = max(1, int(timeout_s * 1e6))
+    return limits
 
 
 def _check_top_k(top_k) -> None:

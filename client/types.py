@@ -1,10 +1,12 @@
 """What the client returns and raises, and the one rule that classifies a Triton error.
 
 Triton's answers map onto polyrank's errors: INVALID_ARGUMENT / NOT_FOUND -> invalid request;
-a full or too-slow scorer queue (which Triton 2.51 reports as UNAVAILABLE with "Exceeds maximum
-queue size" or "Request timeout expired") and RESOURCE_EXHAUSTED -> overloaded; UNAVAILABLE,
-DEADLINE_EXCEEDED and a model that is loading, unloading or whose process died -> server
-unavailable; anything else -> backend error.
+a full scorer queue (which Triton 2.51 reports as UNAVAILABLE "Exceeds maximum queue size") and
+RESOURCE_EXHAUSTED -> overloaded; a request that waited out its time in a queue ("Request
+timeout expired") -> deadline exceeded when the call gave a deadline (the server dropped it
+unscored), overloaded when it met the server's own queue timeout; DEADLINE_EXCEEDED (the gRPC
+deadline) -> deadline exceeded; UNAVAILABLE and a model that is loading, unloading or whose
+process died -> server unavailable; anything else -> backend error.
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ class OverloadedError(RerankError):
 
 
 class ServerUnavailableError(RerankError):
-    """The server cannot be reached or did not answer in time (UNAVAILABLE, DEADLINE_EXCEEDED)."""
+    """The server cannot be reached (UNAVAILABLE), or is loading or restarting the model."""
+
+
+class DeadlineExceededError(RerankError):
+    """The call's deadline passed before the answer came: in the server's queue (where the
+    request is then dropped without being scored) or on the way (DEADLINE_EXCEEDED)."""
 
 
 class BackendError(RerankError):
@@ -45,20 +52,25 @@ _BY_STATUS = {
     "StatusCode.NOT_FOUND": InvalidRequestError,
     "StatusCode.RESOURCE_EXHAUSTED": OverloadedError,
     "StatusCode.UNAVAILABLE": ServerUnavailableError,
-    "StatusCode.DEADLINE_EXCEEDED": ServerUnavailableError,
+    "StatusCode.DEADLINE_EXCEEDED": DeadlineExceededError,
 }
-# A full or too-slow scorer queue: Triton says UNAVAILABLE, but retrying would only add load.
-OVERLOAD_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
+# A full scorer queue: Triton says UNAVAILABLE, but retrying would only add load.
+OVERLOAD_MESSAGES = ("Exceeds maximum queue size",)
+# A request that waited in a queue longer than its timeout (the call's deadline, or the
+# model's default queue timeout when the call gave none).
+QUEUE_TIMEOUT_MESSAGE = "Request timeout expired"
 # While Triton starts or stops, a known model answers with one of these instead of UNAVAILABLE;
 # "is not healthy": a model's Python process died (polyrank serve restarts the server).
 TRANSIENT_MESSAGES = ("has no available versions", "is not ready", "is not healthy")
 
 
-def classify(status: str | None, message: str) -> tuple[type[RerankError], bool]:
+def classify(status: str | None, message: str, deadline_given: bool = False) -> tuple[type[RerankError], bool]:
     """(the error type for a Triton error, whether a retry may succeed) from its gRPC status
     string (e.g. 'StatusCode.UNAVAILABLE') and message. Only an unavailable server is worth
     a retry: scoring is idempotent, and an overloaded one would only get more load."""
     message = message or ""
+    if QUEUE_TIMEOUT_MESSAGE in message:
+        return (DeadlineExceededError if deadline_given else OverloadedError), False
     if any(m in message for m in OVERLOAD_MESSAGES):
         return OverloadedError, False
     if any(m in message for m in TRANSIENT_MESSAGES):

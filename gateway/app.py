@@ -20,7 +20,7 @@ from typing import Optional
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from polyrank.gateway.backend import TritonBackend
+from polyrank.gateway.backend import Limits, TritonBackend
 from polyrank.gateway.errors import ApiError
 from polyrank.gateway.ranking import (
     LengthPolicy,
@@ -46,6 +46,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("polyrank.gateway")
 TEI_ROUTE = "/rerank"
+DEADLINE_HEADER = "polyrank-deadline-ms"
+BATCH_PRIORITY = 2  # Triton's second priority level: after every interactive request
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +62,10 @@ class GatewaySettings:
         models: the pipelines to offer; by default every ready one in Triton's index.
         long_documents: default for requests that do not say: "truncate" or "chunks".
         max_documents: most products in one call.
-        timeout_s: deadline of each call to Triton.
+        timeout_s: longest wait for Triton on any request.
+        deadline_s: default deadline of a rerank request (None: timeout_s only); a request's
+            `polyrank-deadline-ms` header sets its own. It travels to Triton as the request's
+            timeout, so work still queued when it passes is dropped unscored (504).
         tls_ca, tls_cert, tls_key: PEM files for a Triton that speaks TLS.
     """
 
@@ -71,6 +76,7 @@ class GatewaySettings:
     long_documents: str = "truncate"
     max_documents: int = 10_000
     timeout_s: float = 30.0
+    deadline_s: Optional[float] = None
     tls_ca: Optional[str] = None
     tls_cert: Optional[str] = None
     tls_key: Optional[str] = None
@@ -78,6 +84,8 @@ class GatewaySettings:
     def __post_init__(self):
         if self.long_documents not in ("truncate", "chunks"):
             raise ValueError(f'long_documents must be "truncate" or "chunks", got {self.long_documents!r}')
+        if self.deadline_s is not None and not self.deadline_s > 0:
+            raise ValueError(f"deadline_s must be positive, got {self.deadline_s}")
         if self.max_documents < 1 or self.timeout_s <= 0:
             raise ValueError(f"max_documents and timeout_s must be positive, got {self.max_documents}, {self.timeout_s}")
         if (self.tls_cert is None) != (self.tls_key is None) or (self.tls_cert is not None and self.tls_ca is None):
@@ -96,6 +104,15 @@ class HttpMetrics:
         )
         self.errors = Counter("polyrank_http_errors", "HTTP error answers by kind", ["route", "kind"], registry=self.registry)
         self.documents = Counter("polyrank_http_documents", "products scored", ["route"], registry=self.registry)
+        self.in_deadline = Counter(
+            "polyrank_http_documents_in_deadline", "products scored and answered within their request's deadline (goodput)",
+            ["route"], registry=self.registry,
+        )
+
+    def answered(self, route: str, documents: int, limits: Limits) -> None:
+        self.documents.labels(route).inc(documents)
+        if limits.deadline is None or time.monotonic() <= limits.deadline:
+            self.in_deadline.labels(route).inc(documents)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -117,6 +134,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
+        request.state.started_at = time.monotonic()  # a deadline counts from arrival
         started = time.perf_counter()
         response = await call_next(request)
         route = getattr(request.scope.get("route"), "path", "unmatched")
@@ -146,27 +164,48 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     def policy_of(body, **extra) -> LengthPolicy:
         return LengthPolicy(long_documents=body.long_documents or settings.long_documents, **extra)
 
+    def limits_of(request: Request, body) -> Limits:
+        """The request's deadline (its header, or the gateway's default) and priority."""
+        deadline_s = settings.deadline_s
+        header = request.headers.get(DEADLINE_HEADER)
+        if header is not None:
+            try:
+                deadline_s = float(header) / 1000
+            except ValueError:
+                deadline_s = -1.0
+            if not deadline_s > 0:
+                raise ApiError(400, "invalid_request", f"{DEADLINE_HEADER} must be a positive number of milliseconds, got {header!r}")
+        return Limits(
+            deadline=None if deadline_s is None else started_at(request) + deadline_s,
+            priority=BATCH_PRIORITY if body.priority else 0,
+        )
+
     @app.post("/v2/rerank")
-    async def rerank_v2(body: CohereV2Request):
-        logits = await ranker.scores(body.model, [TextList(body.query, body.documents)], policy_of(body, max_tokens=body.max_tokens_per_doc))
-        metrics.documents.labels("/v2/rerank").inc(len(body.documents))
+    async def rerank_v2(body: CohereV2Request, request: Request):
+        limits = limits_of(request, body)
+        logits = await ranker.scores(
+            body.model, [TextList(body.query, body.documents)], policy_of(body, max_tokens=body.max_tokens_per_doc), limits
+        )
+        metrics.answered("/v2/rerank", len(body.documents), limits)
         documents = [{"text": d} for d in body.documents] if body.return_documents else None
         return _cohere_response(logits[0], body.top_n, documents, version="2")
 
     @app.post("/v1/rerank")
-    async def rerank_v1(body: CohereV1Request):
+    async def rerank_v1(body: CohereV1Request, request: Request):
         texts = [_v1_text(document, index, body.rank_fields) for index, document in enumerate(body.documents)]
         policy = policy_of(body, **({"max_windows": body.max_chunks_per_doc} if body.max_chunks_per_doc else {}))
-        logits = await ranker.scores(body.model or settings.default_model, [TextList(body.query, texts)], policy)
-        metrics.documents.labels("/v1/rerank").inc(len(texts))
+        limits = limits_of(request, body)
+        logits = await ranker.scores(body.model or settings.default_model, [TextList(body.query, texts)], policy, limits)
+        metrics.answered("/v1/rerank", len(texts), limits)
         documents = [d if isinstance(d, dict) else {"text": d} for d in body.documents] if body.return_documents else None
         return _cohere_response(logits[0], body.top_n, documents, version="1")
 
     @app.post("/v1/rerank/batch")
-    async def rerank_batch(body: BatchRequest):
+    async def rerank_batch(body: BatchRequest, request: Request):
         lists = [TextList(item.query, item.documents, field=f"requests[{n}].documents") for n, item in enumerate(body.requests)]
-        logits = await ranker.scores(body.model or settings.default_model, lists, policy_of(body))
-        metrics.documents.labels("/v1/rerank/batch").inc(sum(len(item.documents) for item in lists))
+        limits = limits_of(request, body)
+        logits = await ranker.scores(body.model or settings.default_model, lists, policy_of(body), limits)
+        metrics.answered("/v1/rerank/batch", sum(len(item.documents) for item in lists), limits)
         rankings = [
             _cohere_response(scores, item.top_n, [{"text": d} for d in item.documents] if body.return_documents else None, "2")
             for scores, item in zip(logits, body.requests)
@@ -174,10 +213,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return {"id": str(uuid.uuid4()), "rankings": [{"results": r["results"]} for r in rankings], "meta": _meta("2", len(rankings))}
 
     @app.post(TEI_ROUTE)
-    async def rerank_tei(body: TeiRequest):
+    async def rerank_tei(body: TeiRequest, request: Request):
         policy = policy_of(body, keep_end=body.truncation_direction == "Left")
-        logits = (await ranker.scores(body.model or settings.default_model, [TextList(body.query, body.texts, field="texts")], policy))[0]
-        metrics.documents.labels(TEI_ROUTE).inc(len(body.texts))
+        lists = [TextList(body.query, body.texts, field="texts")]
+        limits = limits_of(request, body)
+        logits = (await ranker.scores(body.model or settings.default_model, lists, policy, limits))[0]
+        metrics.answered(TEI_ROUTE, len(body.texts), limits)
         scores = logits if body.raw_scores else relevance(logits)
         return [
             {"index": i, "score": float(scores[i]), **({"text": body.texts[i]} if body.return_text else {})}
@@ -206,6 +247,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def started_at(request: Request) -> float:
+    return getattr(request.state, "started_at", time.monotonic())
 
 
 def _cohere_response(logits, top_n: Optional[int], documents: Optional[list], version: str) -> dict:

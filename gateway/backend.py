@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tritonclient.grpc.aio as grpc_aio
 from polyrank.client.types import (
+    DeadlineExceededError,
     InvalidRequestError,
     OverloadedError,
     ServerUnavailableError,
@@ -30,6 +31,15 @@ MODELS_REFRESH_S = 10.0  # how long the list of served models is trusted before 
 # Requests of one call in flight at once, as the gRPC client's default: enough for the dynamic
 # batcher to merge them, few enough that one long list cannot fill the scorer's queue alone.
 CHUNKS_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One HTTP request's deadline (a time.monotonic() value, or None) and Triton priority
+    (0: the default level, interactive; 2: batch, waits behind every interactive request)."""
+
+    deadline: Optional[float] = None
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,23 +116,31 @@ class TritonBackend:
             raise ApiError(404, "model_not_found", f"model {name!r} is not served here; served: {', '.join(sorted(served)) or 'none'}")
         return served[name]
 
-    async def score(self, pipeline: Pipeline, queries: Sequence[bytes], documents: Sequence[bytes]) -> np.ndarray:
+    async def score(self, pipeline: Pipeline, queries: Sequence[bytes], documents: Sequence[bytes], limits: Limits = Limits()) -> np.ndarray:
         """Raw scores (logits) of the pairs (queries[i], documents[i]), in their order. Pairs of
         several queries may share one call: QUERY is a per-row tensor."""
         size, in_flight = pipeline.max_batch_size, asyncio.Semaphore(CHUNKS_IN_FLIGHT)
 
         async def chunk(start: int) -> np.ndarray:
             async with in_flight:
-                return await self._score_chunk(pipeline.name, queries[start : start + size], documents[start : start + size])
+                return await self._score_chunk(pipeline.name, queries[start : start + size], documents[start : start + size], limits)
 
         return np.concatenate(await asyncio.gather(*(chunk(start) for start in range(0, len(documents), size))))
 
-    async def _score_chunk(self, model: str, queries: Sequence[bytes], documents: Sequence[bytes]) -> np.ndarray:
+    async def _score_chunk(self, model: str, queries: Sequence[bytes], documents: Sequence[bytes], limits: Limits) -> np.ndarray:
         inputs = [_bytes_input("QUERY", queries), _bytes_input("DOCUMENTS", documents)]
+        timeout_s, triton_timeout = self.timeout_s, {}
+        if limits.deadline is not None:
+            timeout_s = min(timeout_s, limits.deadline - time.monotonic())
+            if timeout_s <= 0:
+                raise ApiError(504, "deadline_exceeded", "the request's deadline passed before it was sent to Triton")
+            triton_timeout = {"timeout": max(1, int(timeout_s * 1e6))}  # Triton drops it from its queues then
         result = await self._call(
             lambda: self._grpc.infer(
-                model, inputs, outputs=[InferRequestedOutput("SCORES")], client_timeout=self.timeout_s
-            )
+                model, inputs, outputs=[InferRequestedOutput("SCORES")], client_timeout=timeout_s,
+                priority=limits.priority, **triton_timeout,
+            ),
+            deadline_given=limits.deadline is not None,
         )
         scores = result.as_numpy("SCORES")
         if scores is None or scores.size != len(documents):
@@ -162,12 +180,12 @@ class TritonBackend:
     async def _config(self, model: str) -> dict:
         return (await self._grpc.get_model_config(model, as_json=True, client_timeout=self.timeout_s))["config"]
 
-    async def _call(self, call):
+    async def _call(self, call, deadline_given: bool = False):
         """Awaits one Triton call; its error becomes the HTTP error it means."""
         try:
             return await call()
         except InferenceServerException as error:
-            raise _api_error(error) from None
+            raise _api_error(error, deadline_given) from None
 
 
 def _bytes_input(name: str, values: Sequence[bytes]) -> InferInput:
@@ -176,10 +194,12 @@ def _bytes_input(name: str, values: Sequence[bytes]) -> InferInput:
     return tensor
 
 
-def _api_error(error: InferenceServerException) -> ApiError:
+def _api_error(error: InferenceServerException, deadline_given: bool = False) -> ApiError:
     """Triton's error as polyrank's HTTP error, by the client's one classification rule."""
     message = (error.message() or str(error)).strip().splitlines()[0]
-    kind, _ = classify(error.status(), message)
+    kind, _ = classify(error.status(), message, deadline_given)
+    if kind is DeadlineExceededError:
+        return ApiError(504, "deadline_exceeded", f"the deadline passed before Triton answered (the request is not scored): {message}")
     if kind is OverloadedError:
         return ApiError(429, "overloaded", f"server at capacity, request rejected: {message}", retry_after_s=1)
     if kind is ServerUnavailableError:

@@ -15,6 +15,9 @@ def add_api_arguments(parser: argparse.ArgumentParser) -> None:
                         help="products longer than the window, when a request does not say: score the first "
                              "window (truncate, default) or the best of overlapping windows (chunks)")
     parser.add_argument("--max-documents", type=int, default=10_000, help="most products in one call")
+    parser.add_argument("--deadline-s", type=float, default=None,
+                        help="default deadline of a rerank request (a request's polyrank-deadline-ms header sets "
+                             "its own); work still queued when it passes is dropped, the answer is 504")
 
 
 def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +50,7 @@ def run_gateway(args: argparse.Namespace) -> int:
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None,
         long_documents=args.long_documents,
         max_documents=args.max_documents,
+        deadline_s=args.deadline_s,
         timeout_s=args.timeout_s,
         tls_ca=args.triton_tls_ca,
         tls_cert=args.triton_tls_cert,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from polyrank.gateway.backend import Pipeline, TritonBackend
+from polyrank.gateway.backend import Limits, Pipeline, TritonBackend
 from polyrank.gateway.errors import ApiError
 from polyrank.gateway.long_documents import (
     DEFAULT_MAX_WINDOWS,
@@ -55,7 +55,7 @@ class Ranker:
         self.max_documents = max_documents
         self.overlap_tokens = overlap_tokens
 
-    async def scores(self, model: str, lists: Sequence[TextList], policy: LengthPolicy) -> list[np.ndarray]:
+    async def scores(self, model: str, lists: Sequence[TextList], policy: LengthPolicy, limits: Limits = Limits()) -> list[np.ndarray]:
         """The raw score (logit) of every product of every list, in their order; all pairs go to
         Triton at once, so several lists share one round trip."""
         pipeline = await self.backend.pipeline(model)
@@ -74,7 +74,7 @@ class Ranker:
                 queries += [item.query.encode()] * len(windows_of_one)
                 texts += [w.encode() for w in windows_of_one]
                 owners += [(list_number, document_number)] * len(windows_of_one)
-        flat = await self.backend.score(pipeline, queries, texts)
+        flat = await self.backend.score(pipeline, queries, texts, limits)
         best = [np.full(len(item.documents), -np.inf, dtype=np.float32) for item in lists]
         for (list_number, document_number), score in zip(owners, flat):
             best[list_number][document_number] = max(best[list_number][document_number], score)

@@ -29,6 +29,7 @@ class _Request(BaseModel):
     long_documents: Optional[LongDocuments] = Field(
         None, description='"truncate" (score the first window) or "chunks" (score every window, keep the best)'
     )
+    priority: Optional[StrictInt] = Field(None, ge=0, description="as Cohere's: 0 (default) interactive, 1 or more batch work")
 
 
 class CohereV2Request(_Request):
@@ -38,7 +39,6 @@ class CohereV2Request(_Request):
     top_n: Optional[StrictInt] = Field(None, ge=1)
     return_documents: Optional[StrictBool] = None
     max_tokens_per_doc: Optional[StrictInt] = Field(None, ge=1)
-    priority: Optional[StrictInt] = Field(None, ge=0)
 
 
 class CohereV1Request(_Request):

@@ -160,7 +160,7 @@ def _start_api(args: argparse.Namespace, triton_url: str, locked_index: bool):
     models = tuple(sorted(p.parent.name for p in args.repository.glob("*/config.pbtxt"))) if locked_index else None
     settings = GatewaySettings(
         triton_url=triton_url, default_model=args.default_model, repository=args.repository, models=models,
-        long_documents=args.long_documents, max_documents=args.max_documents,
+        long_documents=args.long_documents, max_documents=args.max_documents, deadline_s=args.deadline_s,
     )
     return GatewayServer(settings, Listener(host=args.host, port=args.api_port)).start()
 

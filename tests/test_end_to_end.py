@@ -238,9 +238,9 @@ def test_rerank_many_shares_one_request_and_equals_separate_calls(triton_server,
     lists = [("running shoes", ["Nike Pegasus 40", "coffee grinder"]), ("炊飯器 5合", ["象印 IH炊飯器", "電気ケトル", "炊飯器"]),
              ("écouteurs", ["écouteurs sans fil"])]
     stats = grpcclient.InferenceServerClient(triton_server.grpc_url)
-    requests_before = int(stats.get_inference_statistics("rerank", as_json=True)["model_stats"][0]["inference_stats"]["success"]["count"])
+    requests_before = int(stats.get_inference_statistics("rerank", as_json=True)["model_stats"][0]["inference_stats"]["success"].get("count", 0))
     rankings = client.rerank_many(lists, top_k=2, return_documents=True)
-    requests_after = int(stats.get_inference_statistics("rerank", as_json=True)["model_stats"][0]["inference_stats"]["success"]["count"])
+    requests_after = int(stats.get_inference_statistics("rerank", as_json=True)["model_stats"][0]["inference_stats"]["success"].get("count", 0))
     stats.close()
     assert requests_after - requests_before == 1  # 6 pairs of 3 queries, one request
     for ranking, (query, documents) in zip(rankings, lists):

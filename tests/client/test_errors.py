@@ -6,6 +6,7 @@ import pytest
 
 from polyrank.client.types import (
     BackendError,
+    DeadlineExceededError,
     InvalidRequestError,
     OverloadedError,
     ServerUnavailableError,
@@ -27,10 +28,15 @@ from polyrank.client.types import (
         ("StatusCode.INTERNAL", "Request for unknown model: 'rerank' has no available versions", ServerUnavailableError, True),
         ("StatusCode.INTERNAL", "Request for unknown model: 'rerank' is not ready", ServerUnavailableError, True),
         ("StatusCode.INTERNAL", "Stub process 'tokenizer_0_0' is not healthy.", ServerUnavailableError, True),
-        ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", ServerUnavailableError, False),
+        ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", DeadlineExceededError, False),
         ("StatusCode.INTERNAL", "scorer failed: out of memory", BackendError, False),
         (None, "Socket closed", BackendError, False),
     ],
 )
 def test_each_triton_error_has_one_kind_and_retry_rule(status, message, kind, retry):
     assert classify(status, message) == (kind, retry)
+
+
+def test_a_queue_timeout_is_the_calls_deadline_when_it_gave_one():
+    assert classify("StatusCode.UNAVAILABLE", "Request timeout expired", deadline_given=True) == (DeadlineExceededError, False)
+    assert classify("StatusCode.UNAVAILABLE", "Exceeds maximum queue size", deadline_given=True) == (OverloadedError, False)

@@ -118,12 +118,21 @@ def test_unknown_model_is_404_listing_the_served_ones(api):
     assert raised.value.body == {"message": "model 'rerank-v3.5' is not served here; served: rerank", "error_type": "model_not_found"}
 
 
+def goodput(metrics: str) -> float:
+    line = next((l for l in metrics.splitlines() if l.startswith('polyrank_http_documents_in_deadline_total{route="/rerank"}')), None)
+    return float(line.split()[-1]) if line else 0.0
+
+
 def test_health_models_and_metrics(api):
     assert requests.get(f"{api}/health", timeout=10).json() == {"status": "ok"}
     models = requests.get(f"{api}/v1/models", timeout=10).json()["data"]
     assert [(m["id"], m["max_tokens"]) for m in models] == [("rerank", TEST_MAX_LENGTH)]
     requests.post(f"{api}/v2/rerank", json={"model": "nope", "query": QUERY, "documents": ["x"]}, timeout=10)
+    goodput_before = goodput(requests.get(f"{api}/metrics", timeout=10).text)
+    answered = requests.post(f"{api}/rerank", json={"query": QUERY, "texts": PRODUCTS[:3]}, headers={"polyrank-deadline-ms": "30000"}, timeout=60)
+    assert answered.status_code == 200
     metrics = requests.get(f"{api}/metrics", timeout=10).text
+    assert goodput(metrics) == goodput_before + 3  # products answered within their deadline
     assert 'polyrank_http_requests_total{route="/v2/rerank",status="404"}' in metrics
     assert 'polyrank_http_errors_total{kind="model_not_found",route="/v2/rerank"}' in metrics
     assert 'polyrank_http_request_duration_seconds_bucket{le="0.005",route="/health"}' in metrics

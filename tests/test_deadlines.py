@@ -1,0 +1,134 @@
+"""Deadlines and priorities against the real server. A call's deadline travels to Triton as the
+request's timeout: a request still queued when it passes is dropped without being scored (the
+scorer's token counter does not move for it). Batch-priority work waits behind interactive
+calls, so it cannot push an interactive call past its deadline."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from polyrank.client import DeadlineExceededError, InvalidRequestError, RerankClient
+from polyrank.export.build_repository import build_repository
+from polyrank.export.config import ExportConfig, ServingConfig
+
+from polyrank.metrics import scorer_token_counts
+from polyrank.server import EmbeddedTritonServer, ServerConfig
+
+PAIRS = 64
+PRODUCTS = [f"wireless bluetooth headphones with noise cancelling, model {i}, " * 6 for i in range(PAIRS)]
+
+
+@pytest.fixture(scope="module")
+def slow_server(tiny_modernbert_dir, tmp_path_factory):
+    """The tiny model made slow: one pair per run, so a request of 64 pairs keeps the scorer
+    busy for a while and later requests queue behind it."""
+    root = tmp_path_factory.mktemp("deadlines")
+    config = ExportConfig(
+        model=str(tiny_modernbert_dir), output=root / "repository", max_length=128,
+        serving=ServingConfig(max_batch_size=PAIRS, merge_requests=1, max_pairs_per_run=1, max_queue_size=64),
+    )
+    build_repository(config, log=lambda _: None)
+    server_config = ServerConfig(repository=config.output, grpc_port=0, http_port=0, metrics_port=0, log_path=root / "tritonserver.log")
+    with EmbeddedTritonServer(server_config) as server:
+        yield server
+
+
+def busy(server, requests_: int, priority: str = "interactive") -> ThreadPoolExecutor:
+    """Starts `requests_` 64-pair calls at once; returns the pool (its futures are in .futures)."""
+    pool = ThreadPoolExecutor(requests_)
+    client = RerankClient(server.grpc_url, timeout_s=120, max_concurrent_requests=requests_, priority=priority)
+    pool.futures = [pool.submit(client.score, "headphones", PRODUCTS) for _ in range(requests_)]
+    pool.client = client
+    return pool
+
+
+def test_a_deadline_shorter_than_the_queue_wait_is_dropped_unscored(slow_server):
+    with RerankClient(slow_server.grpc_url) as client:
+        before = scorer_token_counts(slow_server.metrics_url)["real"]
+        one_request = time.perf_counter()
+        client.score("headphones", PRODUCTS)
+        one_request = time.perf_counter() - one_request
+        tokens_per_request = scorer_token_counts(slow_server.metrics_url)["real"] - before
+
+    before = scorer_token_counts(slow_server.metrics_url)["real"]
+    background = busy(slow_server, 4)
+    time.sleep(one_request / 4)  # the scorer is busy and three requests wait
+    with RerankClient(slow_server.grpc_url, retry_deadline_s=0) as client:
+        started = time.perf_counter()
+        with pytest.raises(DeadlineExceededError):
+            client.score("headphones", ["a short product"], deadline_s=one_request / 4)
+        assert time.perf_counter() - started < one_request  # answered at its deadline, not after the queue
+    for future in background.futures:
+        future.result()
+    background.client.close()
+    background.shutdown()
+    time.sleep(one_request)  # had the dropped request reached the scorer, it would have run by now
+    assert scorer_token_counts(slow_server.metrics_url)["real"] - before == 4 * tokens_per_request
+
+
+def test_batch_work_waits_behind_an_interactive_call(slow_server):
+    with RerankClient(slow_server.grpc_url) as client:
+        one_request = time.perf_counter()
+        expected = client.score("headphones", PRODUCTS)
+        one_request = time.perf_counter() - one_request
+    finished = {}
+    batch = busy(slow_server, 12, priority="batch")
+    for number, future in enumerate(batch.futures):
+        future.add_done_callback(lambda _, n=number: finished.setdefault(f"batch{n}", time.perf_counter()))
+    time.sleep(one_request / 4)
+    with RerankClient(slow_server.grpc_url) as client:
+        # twelve batch requests queued: without priorities this would wait about 12 x one_request.
+        # (Triton may have dispatched the next few already: priority orders what still waits.)
+        scores = client.score("headphones", PRODUCTS, deadline_s=6 * one_request)
+        finished["interactive"] = time.perf_counter()
+    assert np.abs(scores - expected).max() < 1e-5
+    for future in batch.futures:
+        assert np.abs(future.result() - expected).max() < 1e-5  # batch work is done too, later
+    batch.client.close()
+    batch.shutdown()
+    later = [name for name, at in finished.items() if name != "interactive" and at > finished["interactive"]]
+    assert len(later) >= 6, finished
+
+
+def test_http_deadline_header_gives_504_and_bad_values_400(slow_server):
+    from polyrank.gateway.app import GatewaySettings
+    from polyrank.gateway.server import GatewayServer, Listener
+
+    body = {"model": "rerank", "query": "headphones", "documents": PRODUCTS}
+    with GatewayServer(GatewaySettings(triton_url=slow_server.grpc_url), Listener(port=0)) as api:
+        background = busy(slow_server, 4)
+        time.sleep(0.05)
+        answer = requests.post(f"{api.url}/v2/rerank", json=body, headers={"polyrank-deadline-ms": "20"}, timeout=60)
+        assert answer.status_code == 504, answer.text
+        assert answer.json()["error_type"] == "deadline_exceeded"
+        [future.result() for future in background.futures]
+        background.client.close()
+        background.shutdown()
+        bad = requests.post(f"{api.url}/v2/rerank", json=body, headers={"polyrank-deadline-ms": "soon"}, timeout=60)
+        assert bad.status_code == 400
+        assert bad.json()["message"] == "polyrank-deadline-ms must be a positive number of milliseconds, got 'soon'"
+        fine = requests.post(f"{api.url}/v2/rerank", json={**body, "priority": 1}, headers={"polyrank-deadline-ms": "60000"}, timeout=60)
+        assert fine.status_code == 200 and len(fine.json()["results"]) == PAIRS
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"deadline_s": 0}, "deadline_s must be a positive number of seconds or None, got 0"),
+    ({"deadline_s": "2"}, "deadline_s must be a positive number of seconds or None, got '2'"),
+    ({"priority": "urgent"}, "priority must be one of interactive, batch, got 'urgent'"),
+])
+def test_bad_deadline_or_priority_is_refused(settings, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        RerankClient("127.0.0.1:1", **settings)
+    with RerankClient("127.0.0.1:1", retry_deadline_s=0) as client:
+        with pytest.raises(InvalidRequestError, match=message):
+            client.score("shoes", ["boots"], **settings)
+
+
+def test_an_expired_deadline_is_not_sent(triton_server):
+    with RerankClient(triton_server.grpc_url) as client:
+        with pytest.raises(DeadlineExceededError):
+            client.score("shoes", ["boots"] * 3, deadline_s=1e-9)
