@@ -3,8 +3,11 @@ drift (this machine is shared and noisy) lands on all of them alike."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Callable
+
+import numpy as np
 
 
 def alternating_rounds(
@@ -46,4 +49,18 @@ def pairs_per_s(results: dict[str, dict]) -> dict[str, float]:
     return {
         name: round(len(r["pairs_per_s"]) / sum(1 / value for value in r["pairs_per_s"]), 1)
         for name, r in results.items()
+    }
+
+
+def latency_summary(result: dict) -> dict:
+    """One run's latency percentiles (ms) and its median pairs/s over rounds. A p99 of fewer
+    than 100 samples would just be their maximum: it is reported as None, beside the max."""
+    milliseconds = np.array(result["latencies_s"]) * 1000
+    return {
+        "latency_samples": len(milliseconds),
+        "pairs_per_s": round(statistics.median(result["pairs_per_s"]), 1),
+        "p50_ms": round(float(np.percentile(milliseconds, 50)), 2),
+        "p95_ms": round(float(np.percentile(milliseconds, 95)), 2),
+        "p99_ms": round(float(np.percentile(milliseconds, 99)), 2) if len(milliseconds) >= 100 else None,
+        "max_ms": round(float(milliseconds.max()), 2),
     }

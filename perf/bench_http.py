@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -37,7 +36,7 @@ from polyrank.export.assets import cache_dir_from, shaped_model  # noqa: E402
 from polyrank.export.build_repository import build_repository_unless_current  # noqa: E402
 from polyrank.export.config import ExportConfig, ServingConfig  # noqa: E402
 
-from perf.alternating import alternating_rounds  # noqa: E402
+from perf.alternating import alternating_rounds, latency_summary  # noqa: E402
 from perf.run_facts import run_facts  # noqa: E402
 from perf.systems import CANDIDATES, MAX_LENGTH, concurrent_calls  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
@@ -140,7 +139,7 @@ def main() -> int:
         for server in servers.values():
             server.stop()
 
-    table = {name: _summary(result) for name, result in timed.items()}
+    table = {name: latency_summary(result) for name, result in timed.items()}
     ratios = {
         **{f"http vs grpc pairs/s, {c} clients": round(table[f"http@{c}"]["pairs_per_s"] / table[f"grpc@{c}"]["pairs_per_s"], 3) for c in CONCURRENCY},
         **{f"http minus grpc p50 ms, {c} clients": round(table[f"http@{c}"]["p50_ms"] - table[f"grpc@{c}"]["p50_ms"], 2) for c in CONCURRENCY},
@@ -162,18 +161,6 @@ def main() -> int:
     print(json.dumps(ratios, indent=2))
     print(f"wrote {RESULTS / 'http.json'}")
     return 0
-
-
-def _summary(run: dict) -> dict:
-    milliseconds = np.array(run["latencies_s"]) * 1000
-    return {
-        "latency_samples": len(milliseconds),
-        "pairs_per_s": round(statistics.median(run["pairs_per_s"]), 1),
-        "p50_ms": round(float(np.percentile(milliseconds, 50)), 2),
-        "p95_ms": round(float(np.percentile(milliseconds, 95)), 2),
-        "p99_ms": round(float(np.percentile(milliseconds, 99)), 2) if len(milliseconds) >= 100 else None,
-        "max_ms": round(float(milliseconds.max()), 2),
-    }
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from perf.alternating import alternating_rounds  # noqa: E402
+from perf.alternating import alternating_rounds, latency_summary  # noqa: E402
 from perf.run_facts import run_facts  # noqa: E402
 from perf.systems import (  # noqa: E402
     CANDIDATES,
@@ -220,18 +219,11 @@ def _transformers4_copy(model: Path, folder: Path) -> Path:
 
 
 def _summary(run: dict, facts: dict, agreement: float) -> dict:
-    milliseconds = np.array(run["latencies_s"]) * 1000
     return {
         "run": f"{run['system']}@{run['concurrency']}",
         "system": run["system"],
         "concurrency": run["concurrency"],
-        "latency_samples": len(milliseconds),
-        "pairs_per_s": round(statistics.median(run["pairs_per_s"]), 1),
-        "p50_ms": round(float(np.percentile(milliseconds, 50)), 1),
-        "p95_ms": round(float(np.percentile(milliseconds, 95)), 1),
-        # a p99 of fewer than 100 samples is just their maximum: report it as such
-        "p99_ms": round(float(np.percentile(milliseconds, 99)), 1) if len(milliseconds) >= 100 else None,
-        "max_ms": round(float(milliseconds.max()), 1),
+        **latency_summary(run),
         "padding_efficiency": facts["padding_efficiency"],
         "peak_rss_mb": facts["peak_rss_mb"],
         "score_agreement": agreement,

@@ -52,3 +52,14 @@ def test_process_tree_peak_memory_includes_children():
     finally:
         child.kill()
         child.wait()
+
+
+def test_latency_summary_gives_a_p99_only_from_100_samples():
+    sys.path.insert(0, str(ROOT))
+    from perf.alternating import latency_summary
+
+    few = latency_summary({"latencies_s": [0.001 * i for i in range(1, 51)], "pairs_per_s": [10.0, 30.0, 20.0]})
+    assert few["p99_ms"] is None and few["max_ms"] == 50.0 and few["latency_samples"] == 50
+    assert few["pairs_per_s"] == 20.0 and few["p50_ms"] == 25.5
+    many = latency_summary({"latencies_s": [0.001 * i for i in range(1, 201)], "pairs_per_s": [1.0]})
+    assert many["p99_ms"] == 198.01
