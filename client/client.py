@@ -9,6 +9,8 @@ from typing import Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
 from polyrank.client.types import (
     DeadlineExceededError,
     InvalidRequestError,
@@ -19,7 +21,6 @@ from polyrank.client.types import (
     classify,
 )
 from polyrank.model_repository.text_rule import text_problem
-from tritonclient.utils import InferenceServerException
 
 T = TypeVar("T")
 

@@ -20,6 +20,15 @@ from typing import Optional
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from polyrank.gateway.backend import Limits, TritonBackend
 from polyrank.gateway.errors import ApiError
 from polyrank.gateway.ranking import (
@@ -35,14 +44,6 @@ from polyrank.gateway.schemas import (
     CohereV2Request,
     TeiRequest,
 )
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("polyrank.gateway")
 TEI_ROUTE = "/rerank"

@@ -15,6 +15,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 import tritonclient.grpc.aio as grpc_aio
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.utils import InferenceServerException
+
 from polyrank.client.types import (
     DeadlineExceededError,
     InvalidRequestError,
@@ -23,8 +26,6 @@ from polyrank.client.types import (
     classify,
 )
 from polyrank.gateway.errors import ApiError
-from tritonclient.grpc import InferInput, InferRequestedOutput
-from tritonclient.utils import InferenceServerException
 
 PIPELINE_INPUTS = {"QUERY", "DOCUMENTS"}
 MODELS_REFRESH_S = 10.0  # how long the list of served models is trusted before it is asked again

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from polyrank.model_repository.pair_encoding import PairEncoder
 from tokenizers import Tokenizer
+
+from polyrank.model_repository.pair_encoding import PairEncoder
 
 DEFAULT_OVERLAP_TOKENS = 32
 DEFAULT_MAX_WINDOWS = 10  # per product, as Cohere's max_chunks_per_doc

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+
 from polyrank.gateway.backend import Limits, Pipeline, TritonBackend
 from polyrank.gateway.errors import ApiError
 from polyrank.gateway.long_documents import (

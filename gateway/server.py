@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import uvicorn
+
 from polyrank.gateway.app import GatewaySettings, create_app
 
 

@@ -31,15 +31,14 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from polyrank.client import RerankClient  # noqa: E402
-from polyrank.export.assets import cache_dir_from, shaped_model  # noqa: E402
-from polyrank.export.build_repository import build_repository_unless_current  # noqa: E402
-from polyrank.export.config import ExportConfig, ServingConfig  # noqa: E402
-
 from perf.alternating import alternating_rounds, latency_summary  # noqa: E402
 from perf.run_facts import run_facts  # noqa: E402
 from perf.systems import CANDIDATES, MAX_LENGTH, concurrent_calls  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
+from polyrank.client import RerankClient  # noqa: E402
+from polyrank.export.assets import cache_dir_from, shaped_model  # noqa: E402
+from polyrank.export.build_repository import build_repository_unless_current  # noqa: E402
+from polyrank.export.config import ExportConfig, ServingConfig  # noqa: E402
 from polyrank.server import EmbeddedTritonServer, ServerConfig, free_port  # noqa: E402
 
 RESULTS = ROOT / "perf" / "results"

@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from perf.run_facts import run_facts  # noqa: E402
 from perf.alternating import alternating_rounds, one_after_another, pairs_per_s  # noqa: E402
+from perf.run_facts import run_facts  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
 from polyrank.client import RerankClient  # noqa: E402
 from polyrank.evaluate import evaluate_scores  # noqa: E402

@@ -7,9 +7,9 @@ import subprocess
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from polyrank.client import RerankClient, RerankError
 from tritonclient.utils import InferenceServerException
 
+from polyrank.client import RerankClient, RerankError
 from polyrank.server import ADMIN_GRPC_HEADER, EmbeddedTritonServer, ServerConfig
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -135,6 +135,7 @@ def test_serve_refuses_model_control_without_a_key(tiny_repository, monkeypatch,
 def test_gateway_speaks_mutual_tls_on_both_sides(mtls_server, certificates):
     """HTTPS with client certificates in front, mutual TLS to Triton behind."""
     import requests
+
     from polyrank.gateway.app import GatewaySettings
     from polyrank.gateway.server import GatewayServer, Listener
 

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
+
 from polyrank.client import DeadlineExceededError, InvalidRequestError, RerankClient
 from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig, ServingConfig
-
 from polyrank.metrics import scorer_token_counts
 from polyrank.server import EmbeddedTritonServer, ServerConfig
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
-from polyrank.client import RerankClient, ServerUnavailableError
-from polyrank.export.samples import SAMPLE_QUERIES, parity_pairs
-from polyrank.model_repository.pair_encoding import PairEncoder
 from tritonclient.utils import InferenceServerException
 
 from polyrank.checkpoint import torch_scores
+from polyrank.client import RerankClient, ServerUnavailableError
+from polyrank.export.samples import SAMPLE_QUERIES, parity_pairs
+from polyrank.model_repository.pair_encoding import PairEncoder
 from polyrank.server import free_port
 from tests.conftest import TEST_MAX_BATCH_SIZE, TEST_MAX_LENGTH
 

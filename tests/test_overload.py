@@ -9,12 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
+
+from polyrank.checkpoint import torch_scores
 from polyrank.client import OverloadedError, RerankClient
 from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig, ServingConfig
 from polyrank.model_repository.pair_encoding import PairEncoder
-
-from polyrank.checkpoint import torch_scores
 from polyrank.server import EmbeddedTritonServer, ServerConfig
 
 PRODUCT = " ".join(["wireless bluetooth headphones with noise cancelling"] * 10)

@@ -10,11 +10,11 @@ import cohere
 import numpy as np
 import pytest
 import requests
+
 from polyrank.client import RerankClient
 from polyrank.gateway.app import GatewaySettings
 from polyrank.gateway.long_documents import DocumentWindows
 from polyrank.gateway.server import GatewayServer, Listener
-
 from tests.conftest import TEST_MAX_BATCH_SIZE, TEST_MAX_LENGTH
 
 QUERY = "wireless headphones"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import requests
+
 from polyrank.client import RerankClient
 from polyrank.gateway.app import GatewaySettings
 from polyrank.gateway.server import GatewayServer, Listener
