@@ -131,7 +131,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await backend.close()
 
     app = FastAPI(title="polyrank", summary="multilingual product reranking: Cohere- and TEI-compatible", lifespan=lifespan)
-    app.state.metrics = metrics
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
