@@ -36,7 +36,7 @@ from perf.workload import make_workload  # noqa: E402
 from polyrank.client import DeadlineExceededError, OverloadedError, RerankClient  # noqa: E402
 from polyrank.export.assets import cache_dir_from  # noqa: E402
 from polyrank.export.build_repository import build_repository_unless_current  # noqa: E402
-from polyrank.export.config import ExportConfig  # noqa: E402
+from polyrank.export.config import ExportConfig, ServingConfig  # noqa: E402
 from polyrank.server import EmbeddedTritonServer, ServerConfig  # noqa: E402
 
 RESULTS = ROOT / "perf" / "results" / "overload.json"
@@ -59,9 +59,14 @@ def main() -> int:
     parser.add_argument("--offered", default="2,4", help="offered loads, multiples of capacity (default 2,4)")
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of each offered load (default 120)")
     parser.add_argument("--deadline", type=float, default=2.0, help="deadline of each call in the offered load (default 2 s)")
+    parser.add_argument("--max-queue-size", type=int, default=ServingConfig.max_queue_size,
+                        help="the scorer's queue bound (default: the shipped 32)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     model = args.model or str(trained_minilm(cache_dir_from(os.environ))[0])
-    config = ExportConfig(model=model, output=args.workdir / "repository", max_length=128)
+    serving = ServingConfig(max_queue_size=args.max_queue_size)
+    output = args.workdir / ("repository" if args.max_queue_size == ServingConfig.max_queue_size else f"repository-queue{args.max_queue_size}")
+    config = ExportConfig(model=model, output=output, max_length=128, serving=serving)
     build_repository_unless_current(config)
     workload = make_workload(queries=8, candidates=100, seed=0)
     report = {**run_facts(), "model": model, "max_queue_size": config.serving.max_queue_size,
@@ -118,8 +123,8 @@ def main() -> int:
                 print(json.dumps(result), flush=True)
         open_loop.close()
     print(json.dumps(report, indent=2))
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    args.results.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.results}")
     return 0
 
 
