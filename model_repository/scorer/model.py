@@ -69,9 +69,6 @@ class TritonPythonModel:
         responses = [None] * len(requests)
         accepted = []  # (position in requests, {input name: [rows, width]}, lengths)
         for position, request in enumerate(requests):
-            if request.is_cancelled():  # its caller has gone (e.g. its deadline passed): skip the work
-                responses[position] = _error("cancelled before it was scored", pb_utils.TritonError.CANCELLED)
-                continue
             try:
                 inputs, lengths = self._read_inputs(request)
             except ValueError as error:
