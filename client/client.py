@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, TypeVar
 
 import numpy as np
@@ -12,6 +11,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from polyrank.client.types import (
+    PRIORITIES,
+    CallLimits,
     DeadlineExceededError,
     InvalidRequestError,
     OverloadedError,
@@ -23,21 +24,6 @@ from polyrank.client.types import (
 from polyrank.model_repository.text_rule import text_problem
 
 T = TypeVar("T")
-
-# Triton priorities: 0 is the model's default level (1: interactive); batch work waits behind
-# every interactive request in the scorer's queue (its config has two priority levels).
-PRIORITIES = {"interactive": 0, "batch": 2}
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One public call's deadline (a time.monotonic() value, or None) and Triton priority."""
-
-    deadline: Optional[float] = None
-    priority: int = 0
-
-    def remaining_s(self) -> Optional[float]:
-        return None if self.deadline is None else self.deadline - time.monotonic()
 
 
 class RerankClient:
@@ -261,16 +247,16 @@ class RerankClient:
         retries, like any call), then remembered."""
         if model not in self._batch_sizes:
             config = self._with_retries(
-                lambda timeout: self._grpc.get_model_config(model, as_json=True, client_timeout=timeout), _Call()
+                lambda timeout: self._grpc.get_model_config(model, as_json=True, client_timeout=timeout), CallLimits()
             )
             self._batch_sizes[model] = int(config["config"].get("max_batch_size", 0)) or 1
         return self._batch_sizes[model]
 
-    def _call(self, deadline_s: Optional[float] = None, priority: Optional[str] = None) -> _Call:
+    def _call(self, deadline_s: Optional[float] = None, priority: Optional[str] = None) -> CallLimits:
         """A call's options, from now: its own deadline and priority, or the client's defaults."""
         return _call_options(self.deadline_s if deadline_s is None else deadline_s, priority or self.priority)
 
-    def _with_retries(self, send: Callable[[float], T], call: _Call) -> T:
+    def _with_retries(self, send: Callable[[float], T], call: CallLimits) -> T:
         """Runs `send(timeout)`; retries while the server is unavailable (down, starting or
         stopping) with capped exponential backoff, for `retry_deadline_s` at most and never
         past the call's deadline (so a call ends within retry_deadline_s + timeout_s, or by its
@@ -298,13 +284,13 @@ class RerankClient:
                 time.sleep(min(delay, left))  # then try again: scoring is idempotent
                 delay = min(2 * delay, self.max_backoff_s)
 
-    def _infer_embeddings(self, call: _Call, model: str, texts: list[bytes]) -> np.ndarray:
+    def _infer_embeddings(self, call: CallLimits, model: str, texts: list[bytes]) -> np.ndarray:
         texts_input = grpcclient.InferInput("TEXTS", [len(texts), 1], "BYTES")
         texts_input.set_data_from_numpy(np.array(texts, dtype=object).reshape(-1, 1))
         result = self._with_retries(
             lambda timeout: self._grpc.infer(
                 model, [texts_input], outputs=[grpcclient.InferRequestedOutput("EMBEDDINGS")],
-                **_request_limits(call, timeout),
+                **call.infer_options(timeout),
             ),
             call,
         )
@@ -313,17 +299,17 @@ class RerankClient:
             raise RerankError(f"server returned {0 if embeddings is None else len(embeddings)} embeddings for {len(texts)} texts")
         return embeddings.astype(np.float32, copy=False)
 
-    def _score_pairs(self, call: _Call, queries: Sequence[bytes], documents: Sequence[bytes]) -> np.ndarray:
+    def _score_pairs(self, call: CallLimits, queries: Sequence[bytes], documents: Sequence[bytes]) -> np.ndarray:
         texts = grpcclient.InferInput("DOCUMENTS", [len(documents), 1], "BYTES")
         texts.set_data_from_numpy(np.array(documents, dtype=object).reshape(-1, 1))
         return self._infer_scores(call, queries, texts, len(documents))
 
-    def _score_embeddings(self, call: _Call, query: bytes, embeddings: np.ndarray) -> np.ndarray:
+    def _score_embeddings(self, call: CallLimits, query: bytes, embeddings: np.ndarray) -> np.ndarray:
         vectors = grpcclient.InferInput("DOCUMENT_EMBEDDINGS", list(embeddings.shape), "FP32")
         vectors.set_data_from_numpy(np.ascontiguousarray(embeddings))
         return self._infer_scores(call, [query] * len(embeddings), vectors, len(embeddings))
 
-    def _infer_scores(self, call: _Call, queries: Sequence[bytes], documents: grpcclient.InferInput, rows: int) -> np.ndarray:
+    def _infer_scores(self, call: CallLimits, queries: Sequence[bytes], documents: grpcclient.InferInput, rows: int) -> np.ndarray:
         """SCORES for `rows` products (as texts or embeddings), row i against queries[i]."""
         query_input = grpcclient.InferInput("QUERY", [rows, 1], "BYTES")
         query_input.set_data_from_numpy(np.array(queries, dtype=object).reshape(-1, 1))
@@ -332,7 +318,7 @@ class RerankClient:
                 self.model_name,
                 [query_input, documents],
                 outputs=[grpcclient.InferRequestedOutput("SCORES")],
-                **_request_limits(call, timeout),
+                **call.infer_options(timeout),
             ),
             call,
         )
@@ -348,7 +334,7 @@ class RerankClient:
     def _validate_query(query: str) -> bytes:
         if not isinstance(query, str):
             raise InvalidRequestError(f"query must be a string, got {type(query).__name__}")
-        return _checked_utf8(query, "query")
+        return checked_utf8(query, "query")
 
     def _validate_texts(self, texts: Sequence[str], field: str) -> list[bytes]:
         if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
@@ -361,7 +347,7 @@ class RerankClient:
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InvalidRequestError(f"{field}[{index}] must be a string, got {type(text).__name__}")
-            encoded.append(_checked_utf8(text, f"{field}[{index}]"))
+            encoded.append(checked_utf8(text, f"{field}[{index}]"))
         return encoded
 
     def close(self) -> None:
@@ -375,8 +361,9 @@ class RerankClient:
         self.close()
 
 
-def _checked_utf8(text: str, field: str) -> bytes:
-    """The text as UTF-8, checked by the same rule the server applies."""
+def checked_utf8(text: str, field: str) -> bytes:
+    """The text as UTF-8, checked by the same rule the server applies (InvalidRequestError
+    naming `field` otherwise). The HTTP gateway checks its texts with it too."""
     try:
         encoded = text.encode("utf-8")
     except UnicodeEncodeError as error:
@@ -392,21 +379,12 @@ def _best_first(scores: np.ndarray, top_k: Optional[int]) -> list[RankedDocument
     return [{"index": int(i), "score": float(scores[i])} for i in np.argsort(-scores, kind="stable")[:top_k]]
 
 
-def _call_options(deadline_s: Optional[float], priority: str) -> _Call:
+def _call_options(deadline_s: Optional[float], priority: str) -> CallLimits:
     if deadline_s is not None and (isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)) or not deadline_s > 0):
         raise InvalidRequestError(f"deadline_s must be a positive number of seconds or None, got {deadline_s!r}")
     if priority not in PRIORITIES:
         raise InvalidRequestError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
-    return _Call(None if deadline_s is None else time.monotonic() + deadline_s, PRIORITIES[priority])
-
-
-def _request_limits(call: _Call, timeout_s: float) -> dict:
-    """The gRPC deadline of one attempt, and what Triton is told: the request's priority and,
-    with a call deadline, its timeout (µs), after which Triton drops it from its queues."""
-    limits = {"client_timeout": timeout_s, "priority": call.priority}
-    if call.deadline is not None:
-        limits["timeout"] = max(1, int(timeout_s * 1e6))
-    return limits
+    return CallLimits(None if deadline_s is None else time.monotonic() + deadline_s, PRIORITIES[priority])
 
 
 def _check_top_k(top_k) -> None:

@@ -11,7 +11,34 @@ process died -> server unavailable; anything else -> backend error.
 
 from __future__ import annotations
 
-from typing import TypedDict
+import time
+from dataclasses import dataclass
+from typing import Optional, TypedDict
+
+# Triton priorities: 0 is the model's default level (1: interactive); batch work waits behind
+# every interactive request in the tokenizer's and scorer's queues (two priority levels).
+PRIORITIES = {"interactive": 0, "batch": 2}
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """One call's deadline (a time.monotonic() value, or None) and Triton priority: what the
+    gRPC client and the HTTP gateway tell Triton about a request."""
+
+    deadline: Optional[float] = None
+    priority: int = 0
+
+    def remaining_s(self) -> Optional[float]:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def infer_options(self, timeout_s: float) -> dict:
+        """tritonclient `infer` keywords for one attempt of `timeout_s` seconds: its gRPC deadline,
+        the priority and, with a deadline, Triton's timeout (µs), after which Triton drops the
+        request from its queues."""
+        options = {"client_timeout": timeout_s, "priority": self.priority}
+        if self.deadline is not None:
+            options["timeout"] = max(1, int(timeout_s * 1e6))
+        return options
 
 
 class RankedDocument(TypedDict, total=False):

@@ -29,7 +29,8 @@ from prometheus_client import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from polyrank.gateway.backend import Limits, TritonBackend
+from polyrank.client.types import PRIORITIES, CallLimits
+from polyrank.gateway.backend import TritonBackend
 from polyrank.gateway.errors import ApiError
 from polyrank.gateway.ranking import (
     LengthPolicy,
@@ -48,7 +49,6 @@ from polyrank.gateway.schemas import (
 log = logging.getLogger("polyrank.gateway")
 TEI_ROUTE = "/rerank"
 DEADLINE_HEADER = "polyrank-deadline-ms"
-BATCH_PRIORITY = 2  # Triton's second priority level: after every interactive request
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,7 +110,7 @@ class HttpMetrics:
             ["route"], registry=self.registry,
         )
 
-    def answered(self, route: str, documents: int, limits: Limits) -> None:
+    def answered(self, route: str, documents: int, limits: CallLimits) -> None:
         self.documents.labels(route).inc(documents)
         if limits.deadline is None or time.monotonic() <= limits.deadline:
             self.in_deadline.labels(route).inc(documents)
@@ -164,7 +164,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     def policy_of(body, **extra) -> LengthPolicy:
         return LengthPolicy(long_documents=body.long_documents or settings.long_documents, **extra)
 
-    def limits_of(request: Request, body) -> Limits:
+    def limits_of(request: Request, body) -> CallLimits:
         """The request's deadline (its header, or the gateway's default) and priority."""
         deadline_s = settings.deadline_s
         header = request.headers.get(DEADLINE_HEADER)
@@ -175,9 +175,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 deadline_s = -1.0
             if not deadline_s > 0:
                 raise ApiError(400, "invalid_request", f"{DEADLINE_HEADER} must be a positive number of milliseconds, got {header!r}")
-        return Limits(
+        return CallLimits(
             deadline=None if deadline_s is None else started_at(request) + deadline_s,
-            priority=BATCH_PRIORITY if body.priority else 0,
+            priority=PRIORITIES["batch" if body.priority else "interactive"],
         )
 
     @app.post("/v2/rerank")

@@ -19,6 +19,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from polyrank.client.types import (
+    CallLimits,
     DeadlineExceededError,
     InvalidRequestError,
     OverloadedError,
@@ -32,15 +33,6 @@ MODELS_REFRESH_S = 10.0  # how long the list of served models is trusted before 
 # Requests of one call in flight at once, as the gRPC client's default: enough for the dynamic
 # batcher to merge them, few enough that one long list cannot fill the scorer's queue alone.
 CHUNKS_IN_FLIGHT = 4
-
-
-@dataclass(frozen=True)
-class Limits:
-    """One HTTP request's deadline (a time.monotonic() value, or None) and Triton priority
-    (0: the default level, interactive; 2: batch, waits behind every interactive request)."""
-
-    deadline: Optional[float] = None
-    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,7 +109,7 @@ class TritonBackend:
             raise ApiError(404, "model_not_found", f"model {name!r} is not served here; served: {', '.join(sorted(served)) or 'none'}")
         return served[name]
 
-    async def score(self, pipeline: Pipeline, queries: Sequence[bytes], documents: Sequence[bytes], limits: Limits = Limits()) -> np.ndarray:
+    async def score(self, pipeline: Pipeline, queries: Sequence[bytes], documents: Sequence[bytes], limits: CallLimits = CallLimits()) -> np.ndarray:
         """Raw scores (logits) of the pairs (queries[i], documents[i]), in their order. Pairs of
         several queries may share one call: QUERY is a per-row tensor."""
         size, in_flight = pipeline.max_batch_size, asyncio.Semaphore(CHUNKS_IN_FLIGHT)
@@ -128,19 +120,15 @@ class TritonBackend:
 
         return np.concatenate(await asyncio.gather(*(chunk(start) for start in range(0, len(documents), size))))
 
-    async def _score_chunk(self, model: str, queries: Sequence[bytes], documents: Sequence[bytes], limits: Limits) -> np.ndarray:
+    async def _score_chunk(self, model: str, queries: Sequence[bytes], documents: Sequence[bytes], limits: CallLimits) -> np.ndarray:
         inputs = [_bytes_input("QUERY", queries), _bytes_input("DOCUMENTS", documents)]
-        timeout_s, triton_timeout = self.timeout_s, {}
-        if limits.deadline is not None:
-            timeout_s = min(timeout_s, limits.deadline - time.monotonic())
-            if timeout_s <= 0:
+        timeout_s, remaining = self.timeout_s, limits.remaining_s()
+        if remaining is not None:
+            if remaining <= 0:
                 raise ApiError(504, "deadline_exceeded", "the request's deadline passed before it was sent to Triton")
-            triton_timeout = {"timeout": max(1, int(timeout_s * 1e6))}  # Triton drops it from its queues then
+            timeout_s = min(timeout_s, remaining)
         result = await self._call(
-            lambda: self._grpc.infer(
-                model, inputs, outputs=[InferRequestedOutput("SCORES")], client_timeout=timeout_s,
-                priority=limits.priority, **triton_timeout,
-            ),
+            lambda: self._grpc.infer(model, inputs, outputs=[InferRequestedOutput("SCORES")], **limits.infer_options(timeout_s)),
             deadline_given=limits.deadline is not None,
         )
         scores = result.as_numpy("SCORES")

@@ -10,7 +10,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from polyrank.gateway.backend import Limits, Pipeline, TritonBackend
+from polyrank.client.client import checked_utf8
+from polyrank.client.types import CallLimits, InvalidRequestError
+from polyrank.gateway.backend import Pipeline, TritonBackend
 from polyrank.gateway.errors import ApiError
 from polyrank.gateway.long_documents import (
     DEFAULT_MAX_WINDOWS,
@@ -18,7 +20,6 @@ from polyrank.gateway.long_documents import (
     DocumentWindows,
     WindowsCatalogue,
 )
-from polyrank.model_repository.text_rule import text_problem
 
 
 @dataclass(frozen=True)
@@ -56,48 +57,47 @@ class Ranker:
         self.max_documents = max_documents
         self.overlap_tokens = overlap_tokens
 
-    async def scores(self, model: str, lists: Sequence[TextList], policy: LengthPolicy, limits: Limits = Limits()) -> list[np.ndarray]:
+    async def scores(self, model: str, lists: Sequence[TextList], policy: LengthPolicy, limits: CallLimits = CallLimits()) -> list[np.ndarray]:
         """The raw score (logit) of every product of every list, in their order; all pairs go to
         Triton at once, so several lists share one round trip."""
         pipeline = await self.backend.pipeline(model)
         total = sum(len(item.documents) for item in lists)
         if total > self.max_documents:
             raise ApiError(400, "invalid_request", f"{total} documents in one call, more than the {self.max_documents} allowed")
-        for item in lists:
-            _check_text(item.query, "query")
-            for index, text in enumerate(item.documents):
-                _check_text(text, f"{item.field}[{index}]")
+        queries = [_checked(item.query, "query") for item in lists]
+        documents = [[_checked(text, f"{item.field}[{i}]") for i, text in enumerate(item.documents)] for item in lists]
         windows = await self._windows_if_needed(pipeline, policy)
-        queries, texts, owners = [], [], []
-        prepared = await asyncio.to_thread(self._prepare, lists, policy, windows)
-        for list_number, (item, pieces) in enumerate(zip(lists, prepared)):
-            for document_number, windows_of_one in enumerate(pieces):
-                queries += [item.query.encode()] * len(windows_of_one)
-                texts += [w.encode() for w in windows_of_one]
-                owners += [(list_number, document_number)] * len(windows_of_one)
-        flat = await self.backend.score(pipeline, queries, texts, limits)
-        best = [np.full(len(item.documents), -np.inf, dtype=np.float32) for item in lists]
-        for (list_number, document_number), score in zip(owners, flat):
-            best[list_number][document_number] = max(best[list_number][document_number], score)
-        return best
+        if windows is None:  # one text per product, as sent
+            pieces = [[[d] for d in encoded] for encoded in documents]
+        else:
+            pieces = await asyncio.to_thread(self._prepare, lists, policy, windows)
+        pair_queries, pair_texts, owners, product = [], [], [], 0
+        for query, products in zip(queries, pieces):
+            for texts in products:
+                pair_queries += [query] * len(texts)
+                pair_texts += texts
+                owners += [product] * len(texts)
+                product += 1
+        flat = await self.backend.score(pipeline, pair_queries, pair_texts, limits)
+        best = np.full(product, -np.inf, dtype=np.float32)
+        np.maximum.at(best, owners, flat)  # a product's score: its best window's
+        return np.split(best, np.cumsum([len(item.documents) for item in lists])[:-1])
 
-    def _prepare(self, lists: Sequence[TextList], policy: LengthPolicy, windows: Optional[DocumentWindows]) -> list[list[list[str]]]:
-        """Per list, per product: the texts to score (one, or its windows)."""
+    def _prepare(self, lists: Sequence[TextList], policy: LengthPolicy, windows: DocumentWindows) -> list[list[list[bytes]]]:
+        """Per list, per product: the UTF-8 texts to score (the product cut, or its windows)."""
         prepared = []
         for item in lists:
             documents = list(item.documents)
-            if windows is None:
-                prepared.append([[d] for d in documents])
-                continue
             room = windows.room(item.query)
             if policy.max_tokens is not None:
                 documents = windows.cut(documents, policy.max_tokens, policy.keep_end)
             if policy.long_documents == "chunks":
-                prepared.append(windows.split(documents, room, self.overlap_tokens, policy.max_windows))
+                products = windows.split(documents, room, self.overlap_tokens, policy.max_windows)
             else:
                 if policy.keep_end:
                     documents = windows.cut(documents, room, keep_end=True)
-                prepared.append([[d] for d in documents])
+                products = [[d] for d in documents]
+            prepared.append([[text.encode() for text in texts] for texts in products])  # valid: cut from checked texts
         return prepared
 
     async def _windows_if_needed(self, pipeline: Pipeline, policy: LengthPolicy) -> Optional[DocumentWindows]:
@@ -135,11 +135,9 @@ def best_first(scores: np.ndarray, top_n: Optional[int]) -> list[int]:
     return [int(i) for i in np.argsort(-scores, kind="stable")[:top_n]]
 
 
-def _check_text(text: str, field: str) -> None:
+def _checked(text: str, field: str) -> bytes:
+    """The text as UTF-8, by the client's one text check; its refusal as a 400."""
     try:
-        encoded = text.encode("utf-8")
-    except UnicodeEncodeError as error:  # JSON can carry a lone surrogate ("\ud800")
-        raise ApiError(400, "invalid_request", f"{field} is not valid Unicode ({error.reason} at position {error.start})") from None
-    problem = text_problem(text, len(encoded))
-    if problem:
-        raise ApiError(400, "invalid_request", f"{field} {problem}")
+        return checked_utf8(text, field)
+    except InvalidRequestError as error:
+        raise ApiError(400, "invalid_request", str(error)) from None
