@@ -123,11 +123,8 @@ class RerankClient:
             [{'index': 0, 'score': 2.9, 'document': '象印 IH炊飯器 5.5合'}, {'index': 1, ...}]
         """
         _check_top_k(top_k)
-        ranked = _best_first(self.score(query, documents, deadline_s=deadline_s, priority=priority), top_k)
-        if return_documents:
-            for item in ranked:
-                item["document"] = documents[item["index"]]
-        return ranked
+        scores = self.score(query, documents, deadline_s=deadline_s, priority=priority)
+        return _best_first(scores, top_k, documents if return_documents else None)
 
     def rerank_many(
         self,
@@ -147,14 +144,11 @@ class RerankClient:
             [[{'index': 0, 'score': 3.2}], [{'index': 0, 'score': 2.9}]]
         """
         _check_top_k(top_k)
-        rankings = []
-        for (_, documents), scores in zip(lists, self.score_many(lists, deadline_s=deadline_s, priority=priority)):
-            ranked = _best_first(scores, top_k)
-            if return_documents:
-                for item in ranked:
-                    item["document"] = documents[item["index"]]
-            rankings.append(ranked)
-        return rankings
+        all_scores = self.score_many(lists, deadline_s=deadline_s, priority=priority)
+        return [
+            _best_first(scores, top_k, documents if return_documents else None)
+            for (_, documents), scores in zip(lists, all_scores)
+        ]
 
     def score_many(
         self, lists: Sequence[tuple[str, Sequence[str]]], *, deadline_s: Optional[float] = None, priority: Optional[str] = None
@@ -374,9 +368,14 @@ def checked_utf8(text: str, field: str) -> bytes:
     return encoded
 
 
-def _best_first(scores: np.ndarray, top_k: Optional[int]) -> list[RankedDocument]:
-    """The top_k (all when None) indices and scores, best first; ties keep input order."""
-    return [{"index": int(i), "score": float(scores[i])} for i in np.argsort(-scores, kind="stable")[:top_k]]
+def _best_first(scores: np.ndarray, top_k: Optional[int], documents: Optional[Sequence[str]] = None) -> list[RankedDocument]:
+    """The top_k (all when None) indices and scores, best first, ties in input order; with
+    `documents`, each result carries its text."""
+    ranked = [{"index": int(i), "score": float(scores[i])} for i in np.argsort(-scores, kind="stable")[:top_k]]
+    if documents is not None:
+        for item in ranked:
+            item["document"] = documents[item["index"]]
+    return ranked
 
 
 def _call_options(deadline_s: Optional[float], priority: str) -> CallLimits:

@@ -39,22 +39,29 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     add_api_arguments(parser)
 
 
+def api_settings(args: argparse.Namespace) -> dict:
+    """The GatewaySettings fields that add_api_arguments reads, for `gateway` and `serve`."""
+    return {
+        "default_model": args.default_model,
+        "long_documents": args.long_documents,
+        "max_documents": args.max_documents,
+        "deadline_s": args.deadline_s,
+    }
+
+
 def run_gateway(args: argparse.Namespace) -> int:
     from polyrank.gateway.app import GatewaySettings
     from polyrank.gateway.server import GatewayServer, Listener
 
     settings = GatewaySettings(
         triton_url=args.triton_url,
-        default_model=args.default_model,
         repository=args.repository,
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None,
-        long_documents=args.long_documents,
-        max_documents=args.max_documents,
-        deadline_s=args.deadline_s,
         timeout_s=args.timeout_s,
         tls_ca=args.triton_tls_ca,
         tls_cert=args.triton_tls_cert,
         tls_key=args.triton_tls_key,
+        **api_settings(args),
     )
     api = GatewayServer(settings, Listener(host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca))
     print(f"HTTP API {api.url} -> Triton {args.triton_url} (Ctrl-C to stop)", flush=True)

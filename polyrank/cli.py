@@ -158,10 +158,7 @@ def _start_api(args: argparse.Namespace, triton_url: str, locked_index: bool):
 
     # Model control locks Triton's repository index: offer the repository's models instead.
     models = tuple(sorted(p.parent.name for p in args.repository.glob("*/config.pbtxt"))) if locked_index else None
-    settings = GatewaySettings(
-        triton_url=triton_url, default_model=args.default_model, repository=args.repository, models=models,
-        long_documents=args.long_documents, max_documents=args.max_documents, deadline_s=args.deadline_s,
-    )
+    settings = GatewaySettings(triton_url=triton_url, repository=args.repository, models=models, **gateway_cli.api_settings(args))
     return GatewayServer(settings, Listener(host=args.host, port=args.api_port)).start()
 
 
