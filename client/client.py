@@ -20,6 +20,7 @@ from polyrank.client.types import (
     RerankError,
     ServerUnavailableError,
     classify,
+    retry_after_s,
 )
 from polyrank.model_repository.text_rule import text_problem
 
@@ -407,5 +408,6 @@ def _first_line(error: InferenceServerException) -> str:
 
 def _client_error(kind: type, error: InferenceServerException) -> RerankError:
     if kind is OverloadedError:
-        return OverloadedError(f"server at capacity, request rejected: {_first_line(error)}")
+        message = _first_line(error)
+        return OverloadedError(f"server at capacity, request rejected: {message}", retry_after_s(message))
     return kind(_first_line(error))

@@ -1,8 +1,9 @@
 """What the client returns and raises, and the one rule that classifies a Triton error.
 
 Triton's answers map onto polyrank's errors: INVALID_ARGUMENT / NOT_FOUND -> invalid request;
-a full scorer queue (which Triton 2.51 reports as UNAVAILABLE "Exceeds maximum queue size") and
-RESOURCE_EXHAUSTED -> overloaded; a request that waited out its time in a queue ("Request
+a full scorer queue (which Triton 2.51 reports as UNAVAILABLE "Exceeds maximum queue size"),
+a request admission control turned away (UNAVAILABLE "admission control: ... retry after N s")
+and RESOURCE_EXHAUSTED -> overloaded; a request that waited out its time in a queue ("Request
 timeout expired") -> deadline exceeded when the call gave a deadline (the server dropped it
 unscored), overloaded when it met the server's own queue timeout; DEADLINE_EXCEEDED (the gRPC
 deadline) -> deadline exceeded; UNAVAILABLE and a model that is loading, unloading or whose
@@ -11,6 +12,7 @@ process died -> server unavailable; anything else -> backend error.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Optional, TypedDict
@@ -34,10 +36,13 @@ class CallLimits:
     def infer_options(self, timeout_s: float) -> dict:
         """tritonclient `infer` keywords for one attempt of `timeout_s` seconds: its gRPC deadline,
         the priority and, with a deadline, Triton's timeout (µs), after which Triton drops the
-        request from its queues."""
+        request from its queues. Batch priority also travels as a request parameter, the only
+        way the tokenizer's admission control (a Python model) can tell it from interactive."""
         options = {"client_timeout": timeout_s, "priority": self.priority}
         if self.deadline is not None:
             options["timeout"] = max(1, int(timeout_s * 1e6))
+        if self.priority == PRIORITIES["batch"]:
+            options["parameters"] = {"polyrank_priority": "batch"}
         return options
 
 
@@ -58,7 +63,16 @@ class InvalidRequestError(RerankError, ValueError):
 
 
 class OverloadedError(RerankError):
-    """The server is at capacity and rejected the request (RESOURCE_EXHAUSTED)."""
+    """The server is at capacity and rejected the request (RESOURCE_EXHAUSTED), unscored.
+
+    Attributes:
+        retry_after_s: when admission control rejected it, the seconds after which the server
+            expects to admit it (its queued work will have drained); None otherwise.
+    """
+
+    def __init__(self, message: str, retry_after_s: Optional[float] = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ServerUnavailableError(RerankError):
@@ -81,14 +95,23 @@ _BY_STATUS = {
     "StatusCode.UNAVAILABLE": ServerUnavailableError,
     "StatusCode.DEADLINE_EXCEEDED": DeadlineExceededError,
 }
-# A full scorer queue: Triton says UNAVAILABLE, but retrying would only add load.
-OVERLOAD_MESSAGES = ("Exceeds maximum queue size",)
+# A full scorer queue, or admission control's refusal (model_repository/admission.py): Triton
+# says UNAVAILABLE, but retrying at once would only add load.
+ADMISSION_MESSAGE = "admission control:"
+OVERLOAD_MESSAGES = ("Exceeds maximum queue size", ADMISSION_MESSAGE)
+_RETRY_AFTER = re.compile(r"retry after ([0-9]+(?:\.[0-9]+)?) s")
 # A request that waited in a queue longer than its timeout (the call's deadline, or the
 # model's default queue timeout when the call gave none).
 QUEUE_TIMEOUT_MESSAGE = "Request timeout expired"
 # While Triton starts or stops, a known model answers with one of these instead of UNAVAILABLE;
 # "is not healthy": a model's Python process died (polyrank serve restarts the server).
 TRANSIENT_MESSAGES = ("has no available versions", "is not ready", "is not healthy")
+
+
+def retry_after_s(message: str) -> Optional[float]:
+    """The seconds admission control asked the caller to wait before retrying, if it said."""
+    found = _RETRY_AFTER.search(message or "")
+    return float(found.group(1)) if found else None
 
 
 def classify(status: str | None, message: str, deadline_given: bool = False) -> tuple[type[RerankError], bool]:

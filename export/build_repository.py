@@ -295,7 +295,8 @@ def _write_models(
     (tokenizer_dir / "1" / "tokenizer.json").write_text(checkpoint.tokenizer.to_str(), encoding="utf-8")
     copy_resource("tokenizer/model.py", tokenizer_dir / "1" / "model.py")
     copy_pair_encoding(tokenizer_dir / "1")
-    copy_resource("artifacts.py", tokenizer_dir / "1" / "artifacts.py")
+    for source in ("artifacts.py", "admission.py"):
+        copy_resource(source, tokenizer_dir / "1" / source)
     render("tokenizer/config.pbtxt", tokenizer_dir / "config.pbtxt", fields)
 
     scorer_dir = root / names["scorer_name"]
@@ -320,7 +321,7 @@ def _write_models(
 def write_python_scorer(folder: Path, fields: dict) -> None:
     """The embedded server's scorer (a cross-encoder's or a tower's): its code beside the
     model files already in `folder`/1, and its config."""
-    for source in ("scorer/model.py", "runtimes.py", "artifacts.py"):
+    for source in ("scorer/model.py", "runtimes.py", "artifacts.py", "admission.py"):
         copy_resource(source, folder / "1" / Path(source).name)
     render("scorer/config.pbtxt", folder / "config.pbtxt", fields)
 

@@ -44,7 +44,12 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue-size", type=int, default=serving.max_queue_size,
                         help=f"requests the scorer queues before rejecting ({serving.max_queue_size})")
     parser.add_argument("--queue-timeout", type=float, default=serving.queue_timeout_s,
-                        help=f"seconds a request may wait in that queue ({serving.queue_timeout_s:g})")
+                        help="default deadline of an interactive call that gives none, and the longest one may wait in a queue "
+                             f"({serving.queue_timeout_s:g} s)")
+    parser.add_argument("--batch-queue-timeout", type=float, default=serving.batch_queue_timeout_s,
+                        help=f"the same for batch-priority calls ({serving.batch_queue_timeout_s:g} s)")
+    parser.add_argument("--admission-control", action=argparse.BooleanOptionalAction, default=serving.admission_control,
+                        help="reject an interactive call at once when the queued work would make it miss its deadline (on)")
     parser.add_argument("--embedding-dim", type=int, help="two-tower: serve the first N embedding components (default: all)")
 
 
@@ -72,7 +77,8 @@ def config_from_arguments(args: argparse.Namespace) -> ExportConfig:
         max_length=args.max_length,
         target=args.target,
         serving=ServingConfig(
-            max_batch_size=args.max_batch_size, max_queue_size=args.max_queue_size, queue_timeout_s=args.queue_timeout
+            max_batch_size=args.max_batch_size, max_queue_size=args.max_queue_size, queue_timeout_s=args.queue_timeout,
+            batch_queue_timeout_s=args.batch_queue_timeout, admission_control=args.admission_control,
         ),
         precision=args.precision,
         engine=args.engine,

@@ -34,9 +34,17 @@ class ServingConfig:
             of each (two-tower: the model that fans a request out to its embed models).
         intra_op_threads: threads of one scorer run.
         max_pairs_per_run, max_tokens_per_run: caps on one scorer run (pairs, padded tokens).
-        max_queue_size: requests the scoring model's queue holds; more are rejected at once.
-        queue_timeout_s: longest a request waits in that queue before it is rejected (keep
-            it below the clients' deadline, so the server drops work nobody waits for).
+        max_pairs_per_wave: the scorer answers the requests of one execution in waves of at
+            most this many pairs, so early requests are not held until the last is scored.
+        max_queue_size: requests each model's queue holds per priority; more are rejected at once.
+        queue_timeout_s: the default deadline of an interactive call that gives none: it waits
+            no longer in a queue, and admission control judges it by this deadline. A call's
+            own deadline may only be shorter (Triton's rule).
+        batch_queue_timeout_s: the same for batch-priority calls, which wait behind interactive ones.
+        admission_control: the tokenizer rejects an interactive request at once when the work
+            admitted ahead of it and its own would not be done within admission_deadline_share
+            of its deadline (measured scorer speed; the rest of the deadline covers tokenizing,
+            transfer and estimation error). Off: requests queue until their deadline.
     """
 
     max_batch_size: int = 256
@@ -49,14 +57,24 @@ class ServingConfig:
     intra_op_threads: int = 2
     max_pairs_per_run: int = 16
     max_tokens_per_run: int = 8192
+    max_pairs_per_wave: int = 128
     max_queue_size: int = 32
-    queue_timeout_s: float = 20.0
+    queue_timeout_s: float = 2.0
+    batch_queue_timeout_s: float = 60.0
+    admission_control: bool = True
+    admission_deadline_share: float = 0.8
 
     def __post_init__(self):
         for name, value in asdict(self).items():
-            if name == "queue_timeout_s":
-                if not value > 0:
-                    raise ExportSettingsError(f"queue_timeout_s must be positive, got {value!r}")
+            if name.endswith("_timeout_s"):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                    raise ExportSettingsError(f"{name} must be positive, got {value!r}")
+            elif name == "admission_control":
+                if not isinstance(value, bool):
+                    raise ExportSettingsError(f"admission_control must be True or False, got {value!r}")
+            elif name == "admission_deadline_share":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                    raise ExportSettingsError(f"admission_deadline_share must lie in (0, 1], got {value!r}")
             elif name.endswith("_delay_us"):
                 if not isinstance(value, int) or value < 0:
                     raise ExportSettingsError(f"{name} must be 0 or a positive integer, got {value!r}")
@@ -69,6 +87,8 @@ class ServingConfig:
             **asdict(self),
             "merged_batch_size": self.max_batch_size * self.merge_requests,
             "queue_timeout_us": int(self.queue_timeout_s * 1e6),
+            "batch_queue_timeout_us": int(self.batch_queue_timeout_s * 1e6),
+            "admission_control": "true" if self.admission_control else "false",
         }
 
 

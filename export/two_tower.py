@@ -153,7 +153,8 @@ def _write_models(staging: Path, fields: dict, names: dict, towers: dict, encode
     (tokenizer_version / "tokenizer.json").write_text(tokenizer.to_str(), encoding="utf-8")
     repository.copy_resource("tokenizer/model.py", tokenizer_version / "model.py")
     repository.copy_pair_encoding(tokenizer_version)
-    repository.copy_resource("artifacts.py", tokenizer_version / "artifacts.py")
+    for source in ("artifacts.py", "admission.py"):
+        repository.copy_resource(source, tokenizer_version / source)
     repository.render("tokenizer/texts.pbtxt", staging / names["tokenizer_name"] / "config.pbtxt", fields)
 
     warmup = encoder.encode_texts_padded([repository.WARMUP_PRODUCT])

@@ -9,6 +9,7 @@ max_batch_size go as several requests at once, so Triton's dynamic batcher runs 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -25,6 +26,7 @@ from polyrank.client.types import (
     OverloadedError,
     ServerUnavailableError,
     classify,
+    retry_after_s,
 )
 from polyrank.gateway.errors import ApiError
 
@@ -190,7 +192,10 @@ def _api_error(error: InferenceServerException, deadline_given: bool = False) ->
     if kind is DeadlineExceededError:
         return ApiError(504, "deadline_exceeded", f"the deadline passed before Triton answered (the request is not scored): {message}")
     if kind is OverloadedError:
-        return ApiError(429, "overloaded", f"server at capacity, request rejected: {message}", retry_after_s=1)
+        # Retry-After takes whole seconds: admission control's estimate rounded up, else 1.
+        wait_s = retry_after_s(message)
+        return ApiError(429, "overloaded", f"server at capacity, request rejected: {message}",
+                        retry_after_s=max(1, math.ceil(wait_s)) if wait_s is not None else 1)
     if kind is ServerUnavailableError:
         return ApiError(503, "unavailable", f"Triton is unavailable: {message}", retry_after_s=1)
     if kind is InvalidRequestError:

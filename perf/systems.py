@@ -192,8 +192,8 @@ def concurrent_calls(call, requests, concurrency: int) -> list[float]:
         return list(pool.map(timed, requests))
 
 
-def process_tree_peak_mb(root_pid: int) -> float:
-    """Sum of peak resident memory (VmHWM) of a process and all its descendants."""
+def process_tree(root_pid: int) -> set[int]:
+    """A process and all its descendants."""
     parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -206,12 +206,20 @@ def process_tree_peak_mb(root_pid: int) -> float:
         children = {pid for pid, parent in parents.items() if parent in tree} - tree
         tree |= children
         grew = bool(children)
-    total_kb = 0
-    for pid in tree:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            pass
-    return total_kb / 1024
+    return tree
+
+
+def memory_kb(pid: int, field: str = "VmHWM") -> int:
+    """A /proc/<pid>/status memory field (VmHWM: peak resident, VmRSS: resident now), 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def process_tree_peak_mb(root_pid: int) -> float:
+    """Sum of peak resident memory (VmHWM) of a process and all its descendants."""
+    return sum(memory_kb(pid) for pid in process_tree(root_pid)) / 1024

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from polyrank.model_repository.admission import remove_server_state
+
 
 class ServerError(RuntimeError):
     """The server could not start, or did not become ready."""
@@ -234,6 +236,7 @@ class EmbeddedTritonServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            remove_server_state(self.process.pid)
         if self._workdir is not None and self.config.log_path is None:
             self.log_path = None
             self._workdir.cleanup()

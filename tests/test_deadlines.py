@@ -1,7 +1,9 @@
-"""Deadlines and priorities against the real server. A call's deadline travels to Triton as the
-request's timeout: a request still queued when it passes is dropped without being scored (the
-scorer's token counter does not move for it). Batch-priority work waits behind interactive
-calls, so it cannot push an interactive call past its deadline."""
+"""Deadlines, priorities and admission control against the real server. A call's deadline
+travels to Triton as the request's timeout. With admission control (the default), a request
+whose deadline the queued work would make it miss is rejected at once at the pipeline's
+entrance; without it, the request waits and is dropped from the queue when its deadline passes.
+Either way it is never scored (the scorer's token counter does not move for it). Batch-priority
+work waits behind interactive calls, so it cannot push an interactive call past its deadline."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from polyrank.client import DeadlineExceededError, InvalidRequestError, RerankClient
+from polyrank.client import DeadlineExceededError, InvalidRequestError, OverloadedError, RerankClient
 from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig, ServingConfig
 from polyrank.metrics import scorer_token_counts
@@ -22,19 +24,43 @@ PAIRS = 64
 PRODUCTS = [f"wireless bluetooth headphones with noise cancelling, model {i}, " * 6 for i in range(PAIRS)]
 
 
-@pytest.fixture(scope="module")
-def slow_server(tiny_modernbert_dir, tmp_path_factory):
+def slow_server(model, root, admission_control: bool):
     """The tiny model made slow: one pair per run, so a request of 64 pairs keeps the scorer
-    busy for a while and later requests queue behind it."""
-    root = tmp_path_factory.mktemp("deadlines")
+    busy for a while and later requests queue behind it. A 30 s default deadline, so calls
+    without their own are admitted behind a few others."""
     config = ExportConfig(
-        model=str(tiny_modernbert_dir), output=root / "repository", max_length=128,
-        serving=ServingConfig(max_batch_size=PAIRS, merge_requests=1, max_pairs_per_run=1, max_queue_size=64),
+        model=str(model), output=root / "repository", max_length=128,
+        serving=ServingConfig(max_batch_size=PAIRS, merge_requests=1, max_pairs_per_run=1, max_queue_size=64,
+                              queue_timeout_s=30.0, admission_control=admission_control),
     )
     build_repository(config, log=lambda _: None)
     server_config = ServerConfig(repository=config.output, grpc_port=0, http_port=0, metrics_port=0, log_path=root / "tritonserver.log")
-    with EmbeddedTritonServer(server_config) as server:
+    return EmbeddedTritonServer(server_config)
+
+
+@pytest.fixture(scope="module")
+def queueing_server(tiny_modernbert_dir, tmp_path_factory):
+    """Admission control off: requests queue until their deadline."""
+    with slow_server(tiny_modernbert_dir, tmp_path_factory.mktemp("queueing"), admission_control=False) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def admitting_server(tiny_modernbert_dir, tmp_path_factory):
+    with slow_server(tiny_modernbert_dir, tmp_path_factory.mktemp("admitting"), admission_control=True) as server:
+        yield server
+
+
+def one_request_s(server) -> tuple[float, float, np.ndarray]:
+    """(seconds, real tokens scored, scores) of one 64-pair request on the idle server (the
+    faster of two, so a cold first call does not inflate it)."""
+    with RerankClient(server.grpc_url) as client:
+        client.score("headphones", PRODUCTS)
+        before = scorer_token_counts(server.metrics_url)["real"]
+        started = time.perf_counter()
+        scores = client.score("headphones", PRODUCTS)
+        seconds = time.perf_counter() - started
+        return seconds, scorer_token_counts(server.metrics_url)["real"] - before, scores
 
 
 def busy(server, requests_: int, priority: str = "interactive") -> ThreadPoolExecutor:
@@ -46,18 +72,12 @@ def busy(server, requests_: int, priority: str = "interactive") -> ThreadPoolExe
     return pool
 
 
-def test_a_deadline_shorter_than_the_queue_wait_is_dropped_unscored(slow_server):
-    with RerankClient(slow_server.grpc_url) as client:
-        before = scorer_token_counts(slow_server.metrics_url)["real"]
-        one_request = time.perf_counter()
-        client.score("headphones", PRODUCTS)
-        one_request = time.perf_counter() - one_request
-        tokens_per_request = scorer_token_counts(slow_server.metrics_url)["real"] - before
-
-    before = scorer_token_counts(slow_server.metrics_url)["real"]
-    background = busy(slow_server, 4)
+def test_a_deadline_shorter_than_the_queue_wait_is_dropped_unscored(queueing_server):
+    one_request, tokens_per_request, _ = one_request_s(queueing_server)
+    before = scorer_token_counts(queueing_server.metrics_url)["real"]
+    background = busy(queueing_server, 4)
     time.sleep(one_request / 4)  # the scorer is busy and three requests wait
-    with RerankClient(slow_server.grpc_url, retry_deadline_s=0) as client:
+    with RerankClient(queueing_server.grpc_url, retry_deadline_s=0) as client:
         started = time.perf_counter()
         with pytest.raises(DeadlineExceededError):
             client.score("headphones", ["a short product"], deadline_s=one_request / 4)
@@ -67,20 +87,42 @@ def test_a_deadline_shorter_than_the_queue_wait_is_dropped_unscored(slow_server)
     background.client.close()
     background.shutdown()
     time.sleep(one_request)  # had the dropped request reached the scorer, it would have run by now
-    assert scorer_token_counts(slow_server.metrics_url)["real"] - before == 4 * tokens_per_request
+    assert scorer_token_counts(queueing_server.metrics_url)["real"] - before == 4 * tokens_per_request
 
 
-def test_batch_work_waits_behind_an_interactive_call(slow_server):
-    with RerankClient(slow_server.grpc_url) as client:
-        one_request = time.perf_counter()
-        expected = client.score("headphones", PRODUCTS)
-        one_request = time.perf_counter() - one_request
+def test_admission_control_rejects_at_once_what_would_miss_its_deadline(admitting_server):
+    one_request, tokens_per_request, expected = one_request_s(admitting_server)
+    before = scorer_token_counts(admitting_server.metrics_url)["real"]
+    background = busy(admitting_server, 4)
+    time.sleep(one_request / 4)  # about 3.75 requests of work are ahead
+    with RerankClient(admitting_server.grpc_url, retry_deadline_s=0) as client:
+        started = time.perf_counter()
+        with pytest.raises(OverloadedError, match="admission control: .* pairs are ahead .* retry after") as rejected:
+            client.score("headphones", PRODUCTS, deadline_s=2 * one_request)
+        assert time.perf_counter() - started < one_request / 2  # at once, not at its deadline
+        assert rejected.value.retry_after_s > 0
+        # one that fits in its deadline is admitted and answered
+        scores = client.score("headphones", PRODUCTS, deadline_s=30)
+    assert np.abs(scores - expected).max() < 1e-5
+    for future in background.futures:
+        assert np.abs(future.result() - expected).max() < 1e-5
+    background.client.close()
+    background.shutdown()
+    time.sleep(one_request)
+    assert scorer_token_counts(admitting_server.metrics_url)["real"] - before == 5 * tokens_per_request
+    metrics = requests.get(admitting_server.metrics_url, timeout=10).text
+    assert 'polyrank_admission_requests_total{model="tokenizer",outcome="rejected"} 1' in metrics
+
+
+def test_batch_work_waits_behind_an_interactive_call(admitting_server):
+    """Batch work is not counted by admission control either: the interactive call is admitted."""
+    one_request, _, expected = one_request_s(admitting_server)
     finished = {}
-    batch = busy(slow_server, 12, priority="batch")
+    batch = busy(admitting_server, 12, priority="batch")
     for number, future in enumerate(batch.futures):
         future.add_done_callback(lambda _, n=number: finished.setdefault(f"batch{n}", time.perf_counter()))
     time.sleep(one_request / 4)
-    with RerankClient(slow_server.grpc_url) as client:
+    with RerankClient(admitting_server.grpc_url) as client:
         # twelve batch requests queued: without priorities this would wait about 12 x one_request.
         # (Triton may have dispatched the next few already: priority orders what still waits.)
         scores = client.score("headphones", PRODUCTS, deadline_s=6 * one_request)
@@ -94,13 +136,13 @@ def test_batch_work_waits_behind_an_interactive_call(slow_server):
     assert len(later) >= 6, finished
 
 
-def test_http_deadline_header_gives_504_and_bad_values_400(slow_server):
+def test_http_deadline_header_gives_504_and_bad_values_400(queueing_server):
     from polyrank.gateway.app import GatewaySettings
     from polyrank.gateway.server import GatewayServer, Listener
 
     body = {"model": "rerank", "query": "headphones", "documents": PRODUCTS}
-    with GatewayServer(GatewaySettings(triton_url=slow_server.grpc_url), Listener(port=0)) as api:
-        background = busy(slow_server, 4)
+    with GatewayServer(GatewaySettings(triton_url=queueing_server.grpc_url), Listener(port=0)) as api:
+        background = busy(queueing_server, 4)
         time.sleep(0.05)
         answer = requests.post(f"{api.url}/v2/rerank", json=body, headers={"polyrank-deadline-ms": "20"}, timeout=60)
         assert answer.status_code == 504, answer.text
@@ -113,6 +155,26 @@ def test_http_deadline_header_gives_504_and_bad_values_400(slow_server):
         assert bad.json()["message"] == "polyrank-deadline-ms must be a positive number of milliseconds, got 'soon'"
         fine = requests.post(f"{api.url}/v2/rerank", json={**body, "priority": 1}, headers={"polyrank-deadline-ms": "60000"}, timeout=60)
         assert fine.status_code == 200 and len(fine.json()["results"]) == PAIRS
+
+
+def test_http_admission_rejection_is_429_with_retry_after_from_the_queue(admitting_server):
+    from polyrank.gateway.app import GatewaySettings
+    from polyrank.gateway.server import GatewayServer, Listener
+
+    one_request, _, _ = one_request_s(admitting_server)
+    body = {"model": "rerank", "query": "headphones", "documents": PRODUCTS}
+    with GatewayServer(GatewaySettings(triton_url=admitting_server.grpc_url), Listener(port=0)) as api:
+        background = busy(admitting_server, 8)
+        time.sleep(2 * one_request)  # all eight are tokenized and admitted; about six are still ahead
+        deadline_ms = str(int(1000 * one_request))
+        answer = requests.post(f"{api.url}/v2/rerank", json=body, headers={"polyrank-deadline-ms": deadline_ms}, timeout=60)
+        [future.result() for future in background.futures]
+        background.client.close()
+        background.shutdown()
+    assert answer.status_code == 429, answer.text
+    assert answer.json()["error_type"] == "overloaded"
+    # about six requests of work ahead: a retry is worth it only after most of it is done
+    assert int(answer.headers["Retry-After"]) >= max(1, int(4 * one_request))
 
 
 @pytest.mark.parametrize("settings, message", [

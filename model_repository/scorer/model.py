@@ -3,22 +3,32 @@
 with the runtime its config names (runtimes.py: ONNX Runtime, or OpenVINO in bf16 / f32).
 
 The dynamic batcher hands over several requests at once (inputs are ragged: each request
-is padded to its own longest pair). All their pairs are pooled, sorted by real length and
-run in chunks capped by pairs and by tokens, so a chunk is padded only to its own longest
-member; outputs are then scattered back to their requests.
+is padded to its own longest pair), in the order they are due (interactive before batch,
+then by arrival). They are scored in waves of at most max_pairs_per_wave pairs (a larger
+request is a wave of its own), and each wave's requests are answered as soon as it is done,
+so the first request does not wait for the last. Within a wave all pairs are pooled, sorted
+by real length and run in chunks capped by pairs and by tokens, so a chunk is padded only to
+its own longest member; outputs are then scattered back to their requests. Each wave's
+pairs and time feed the measured speed that admission control reads (admission.py).
 """
 
 import json
 import os
 import sys
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 # artifacts.py and runtimes.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from admission import ScorerSide, is_batch  # noqa: E402
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from runtimes import MODEL_FILES, RuntimeSetupError, open_runtime  # noqa: E402
+
+# The measured speed counts a pause between executions shorter than this as the scorer's
+# own overhead (passing tensors in and out, batching): requests were waiting for it.
+BUSY_GAP_S = 0.05
 
 REQUIRED_PARAMETERS = (
     "runtime",
@@ -29,6 +39,7 @@ REQUIRED_PARAMETERS = (
     "max_length",
     "max_pairs_per_run",
     "max_tokens_per_run",
+    "max_pairs_per_wave",
 )
 
 
@@ -56,6 +67,9 @@ class TritonPythonModel:
         self.max_length = int(parameters["max_length"])
         self.max_pairs_per_run = int(parameters["max_pairs_per_run"])
         self.max_tokens_per_run = int(parameters["max_tokens_per_run"])
+        self.max_pairs_per_wave = int(parameters["max_pairs_per_wave"])
+        self.admission = ScorerSide(args["model_name"], args["model_instance_name"])
+        self.last_finished = float("-inf")
         # Padding efficiency on Triton's metrics endpoint: real tokens / tokens computed.
         self.token_family = pb_utils.MetricFamily(  # must outlive its metrics
             name="polyrank_scorer_tokens_total",
@@ -66,31 +80,42 @@ class TritonPythonModel:
         self.computed_tokens = self.token_family.Metric(labels={"kind": "computed", "model": args["model_name"]})
 
     def execute(self, requests):
-        responses = [None] * len(requests)
-        accepted = []  # (position in requests, {input name: [rows, width]}, lengths)
-        for position, request in enumerate(requests):
+        # Every request is answered through its response sender (execute returns None), so
+        # each wave's requests get their answers while later waves are still being scored.
+        started = time.perf_counter()
+        if started - self.last_finished < BUSY_GAP_S:
+            started = self.last_finished  # work was waiting: the gap is this model's overhead, not idle time
+        accepted = []  # (request, {input name: [rows, width]}, lengths)
+        for request in requests:
             try:
                 inputs, lengths = self._read_inputs(request)
             except ValueError as error:
-                responses[position] = _error(str(error), pb_utils.TritonError.INVALID_ARG)
+                _answer(request, _error(str(error), pb_utils.TritonError.INVALID_ARG))
                 continue
-            accepted.append((position, inputs, lengths))
-        if not accepted:
-            return responses
+            accepted.append((request, inputs, lengths))
+        self.admission.received(
+            sum(len(lengths) for request, _, lengths in accepted if not is_batch(request)),
+            sum(len(lengths) for _, _, lengths in accepted),
+        )
 
-        try:
-            outputs = self._score(accepted)
-        except Exception as error:  # every request still gets exactly one answer
-            for position, _, _ in accepted:
-                responses[position] = _error(
-                    f"scorer failed: {error}", pb_utils.TritonError.INTERNAL
-                )
-            return responses
-        for (position, _, _), request_outputs in zip(accepted, outputs):
-            responses[position] = pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(self.output_name, request_outputs.reshape(-1, *self.output_dims))]
-            )
-        return responses
+        for wave in _waves(accepted, self.max_pairs_per_wave):
+            try:
+                outputs = self._score(wave)
+            except Exception as error:  # every request still gets exactly one answer
+                for request, _, _ in wave:
+                    _answer(request, _error(f"scorer failed: {error}", pb_utils.TritonError.INTERNAL))
+                continue
+            for (request, _, _), request_outputs in zip(wave, outputs):
+                tensor = pb_utils.Tensor(self.output_name, request_outputs.reshape(-1, *self.output_dims))
+                _answer(request, pb_utils.InferenceResponse(output_tensors=[tensor]))
+            finished = time.perf_counter()
+            self.admission.scored(sum(len(lengths) for _, _, lengths in wave), finished - started)
+            started = finished
+        self.last_finished = started
+        return None
+
+    def finalize(self):
+        self.admission.close()
 
     def _read_inputs(self, request):
         inputs = {}
@@ -123,11 +148,11 @@ class TritonPythonModel:
             raise ValueError("ATTENTION_MASK has a row with no tokens")
         return inputs, mask.sum(axis=1)
 
-    def _score(self, accepted):
-        """Runs all rows of all accepted requests; returns one float32 array [rows, ...] per request."""
-        pooled = {name: _stack([inputs[name] for _, inputs, _ in accepted]) for name in self.input_names}
+    def _score(self, wave):
+        """Runs all rows of a wave's requests; returns one float32 array [rows, ...] per request."""
+        pooled = {name: _stack([inputs[name] for _, inputs, _ in wave]) for name in self.input_names}
         pooled["INPUT_IDS"][pooled["ATTENTION_MASK"] == 0] = self.pad_id
-        lengths = np.concatenate([lengths for _, _, lengths in accepted])
+        lengths = np.concatenate([lengths for _, _, lengths in wave])
         outputs = np.empty((len(lengths), *self.output_dims), dtype=np.float32)
         order = np.argsort(lengths, kind="stable")
         computed = 0
@@ -138,8 +163,25 @@ class TritonPythonModel:
             computed += width * len(chunk)
         self.real_tokens.increment(int(lengths.sum()))
         self.computed_tokens.increment(computed)
-        request_ends = np.cumsum([len(lengths) for _, _, lengths in accepted])[:-1]
+        request_ends = np.cumsum([len(lengths) for _, _, lengths in wave])[:-1]
         return np.split(outputs, request_ends)
+
+
+def _waves(accepted, max_pairs):
+    """Splits the requests, in order, into runs of at most max_pairs pairs (at least one request each)."""
+    wave, pairs = [], 0
+    for item in accepted:
+        if wave and pairs + len(item[2]) > max_pairs:
+            yield wave
+            wave, pairs = [], 0
+        wave.append(item)
+        pairs += len(item[2])
+    if wave:
+        yield wave
+
+
+def _answer(request, response):
+    request.get_response_sender().send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
 
 def _stack(arrays):

@@ -4,6 +4,10 @@ two-tower encoder.
 
 Every request the dynamic batcher hands over is tokenized in one call of the tokenizer;
 each request then gets its own output, padded only to its own longest row.
+
+A cross-encoder's tokenizer is its pipeline's entrance: with admission control on, an
+interactive request whose deadline the admitted work ahead of it would exceed is rejected
+here, before it is tokenized (admission.py).
 """
 
 import os
@@ -13,10 +17,13 @@ import triton_python_backend_utils as pb_utils
 
 # pair_encoding.py, text_rule.py and artifacts.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from admission import AdmissionControl, is_batch  # noqa: E402
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from pair_encoding import PairEncoder, decode_text  # noqa: E402
 
 REQUIRED_PARAMETERS = ("max_length", "pad_id")
+# Set by a cross-encoder's tokenizer, not by a two-tower one's.
+OPTIONAL_PARAMETERS = ("admission_control", "admission_scorer", "admission_deadline_share", "admission_default_deadline_s")
 
 
 class TritonPythonModel:
@@ -32,6 +39,24 @@ class TritonPythonModel:
         )
         self.output_names = {output["name"] for output in config["output"]}
         self.single_texts = any(i["name"] == "TEXTS" for i in config["input"])
+        # Absent in a two-tower pipeline's tokenizer, whose embed models measure no speed.
+        self.admission = None
+        if parameters.get("admission_control") == "true":
+            self.admission = AdmissionControl(parameters["admission_scorer"], float(parameters["admission_deadline_share"]))
+            self.default_deadline_s = float(parameters["admission_default_deadline_s"])
+            self.admission_family = pb_utils.MetricFamily(  # must outlive its metrics
+                name="polyrank_admission_requests_total",
+                description="Interactive requests admission control admitted or rejected (server at capacity)",
+                kind=pb_utils.MetricFamily.COUNTER,
+            )
+            self.admission_counts = {
+                outcome: self.admission_family.Metric(labels={"outcome": outcome, "model": args["model_name"]})
+                for outcome in ("admitted", "rejected")
+            }
+
+    def finalize(self):
+        if self.admission is not None:
+            self.admission.close()
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -44,6 +69,10 @@ class TritonPythonModel:
                     request_queries, request_documents = _read_pairs(request)
             except ValueError as error:
                 responses[position] = _error(str(error), pb_utils.TritonError.INVALID_ARG)
+                continue
+            rejection = self._admission_refusal(request, len(request_documents))
+            if rejection is not None:
+                responses[position] = _error(rejection, pb_utils.TritonError.UNAVAILABLE)
                 continue
             spans.append((position, len(documents), len(documents) + len(request_documents)))
             queries.extend(request_queries)
@@ -64,6 +93,18 @@ class TritonPythonModel:
                     f"tokenizer failed: {error}", pb_utils.TritonError.INTERNAL
                 )
         return responses
+
+    def _admission_refusal(self, request, pairs):
+        """The rejection message if admission control turns this request away, else None.
+        Batch-priority work is never turned away here: it waits behind interactive calls
+        within its own (longer) queue timeout, and is not counted as work ahead of them."""
+        if self.admission is None or is_batch(request):
+            return None
+        # The call's deadline (0 if it gave none); Triton lets a call shorten the queue timeout, never lengthen it.
+        timeout_s = request.timeout() / 1e6
+        refusal = self.admission.admit(pairs, min(timeout_s, self.default_deadline_s) if timeout_s else self.default_deadline_s)
+        self.admission_counts["admitted" if refusal is None else "rejected"].increment(1)
+        return refusal
 
     def _response(self, encodings):
         batch = self.encoder.pad(encodings)

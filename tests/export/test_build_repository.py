@@ -138,7 +138,8 @@ def test_every_serving_setting_is_a_template_field_and_the_cli_defaults_match():
     from dataclasses import fields
 
     templates = "".join(p.read_text() for p in repository_sources() if p.name == "config.pbtxt")
-    reaches_templates_as = {"merge_requests": "merged_batch_size", "queue_timeout_s": "queue_timeout_us"}
+    reaches_templates_as = {"merge_requests": "merged_batch_size", "queue_timeout_s": "queue_timeout_us",
+                            "batch_queue_timeout_s": "batch_queue_timeout_us"}
     for setting in fields(ServingConfig):
         placeholder = reaches_templates_as.get(setting.name, setting.name)
         assert "${" + placeholder + "}" in templates, f"serving setting {setting.name} reaches no template"
@@ -277,10 +278,17 @@ def test_each_python_model_requires_exactly_the_parameters_its_template_sets():
     }
     for model, templates in models.items():
         source = TEMPLATES.joinpath(f"{model}/model.py").read_text()
-        required = next(
-            ast.literal_eval(node.value) for node in ast.parse(source).body
-            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "REQUIRED_PARAMETERS"
-        )
+        assigned = {
+            node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(source).body
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "").endswith("_PARAMETERS")
+        }
+        required, optional = set(assigned["REQUIRED_PARAMETERS"]), set(assigned.get("OPTIONAL_PARAMETERS", ()))
+        optional_set = set()
         for template in templates:
             set_there = re.findall(r'parameters \{ key: "(\w+)"', TEMPLATES.joinpath(template).read_text())
-            assert sorted(set_there) == sorted(required), (model, template)
+            assert len(set_there) == len(set(set_there)), (model, template)
+            assert required <= set(set_there) <= required | optional, (model, template)
+            if set(set_there) & optional:  # optional ones come all together
+                assert optional <= set(set_there), (model, template)
+            optional_set |= set(set_there) & optional
+        assert optional_set == optional, (model, "an optional parameter no template sets")
