@@ -14,7 +14,8 @@ from polyrank.client.types import InvalidRequestError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query", required=True, help="the search query")
     parser.add_argument("--documents", required=True, help="file with one product per line, or - for stdin")
-    parser.add_argument("--url", default="localhost:8001", help="gRPC endpoint (default localhost:8001)")
+    parser.add_argument("--url", default="localhost:8001",
+                        help="gRPC endpoint, or several replicas separated by commas (default localhost:8001)")
     parser.add_argument("--model-name", default="rerank", help="ensemble to call (default rerank)")
     parser.add_argument("--top-k", type=int, default=None, help="print only the best k")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per gRPC call (default 30)")

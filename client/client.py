@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from polyrank.client.endpoints import Endpoints
 from polyrank.client.types import (
     PRIORITIES,
     CallLimits,
@@ -34,7 +35,12 @@ class RerankClient:
     sent concurrently (so the server's dynamic batcher can run them together), and merged.
 
     Args:
-        url: gRPC endpoint, "host:port".
+        url: gRPC endpoint, "host:port"; or several (a list, or one string separated by commas),
+            the replicas of one deployment: calls go round robin to those in rotation, and one
+            that answers UNAVAILABLE is taken out, its call sent on to the next, and health-
+            checked before it gets calls again (endpoints.py). Only UNAVAILABLE and a model
+            that is loading or stopping are retried, answers Triton gives before it runs a
+            request; a call that may have been scored (deadline passed, internal error) is not.
         model_name: the ensemble to call.
         timeout_s: deadline of each gRPC call.
         max_documents: longest list accepted in one `rerank` call.
@@ -60,7 +66,7 @@ class RerankClient:
 
     def __init__(
         self,
-        url: str = "localhost:8001",
+        url: str | Sequence[str] = "localhost:8001",
         *,
         model_name: str = "rerank",
         timeout_s: float = 30.0,
@@ -83,11 +89,13 @@ class RerankClient:
                 f"{retry_deadline_s}, {backoff_s}, {max_backoff_s}"
             )
         self.retry_deadline_s, self.backoff_s, self.max_backoff_s = retry_deadline_s, backoff_s, max_backoff_s
-        self.url = url
+        urls = [u.strip() for u in url.split(",")] if isinstance(url, str) else list(url)
+        self.url = ",".join(urls)
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.max_documents = max_documents
-        self._grpc = grpcclient.InferenceServerClient(url, **_tls_options(tls_ca, tls_cert, tls_key))
+        tls = _tls_options(tls_ca, tls_cert, tls_key)
+        self.endpoints = Endpoints(urls, lambda one: grpcclient.InferenceServerClient(one, **tls))
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent_requests, thread_name_prefix="rerank")
         self._batch_sizes: dict[str, int] = {}  # model -> max_batch_size, read once each
 
@@ -242,7 +250,7 @@ class RerankClient:
         retries, like any call), then remembered."""
         if model not in self._batch_sizes:
             config = self._with_retries(
-                lambda timeout: self._grpc.get_model_config(model, as_json=True, client_timeout=timeout), CallLimits()
+                lambda grpc, timeout: grpc.get_model_config(model, as_json=True, client_timeout=timeout), CallLimits()
             )
             self._batch_sizes[model] = int(config["config"].get("max_batch_size", 0)) or 1
         return self._batch_sizes[model]
@@ -251,11 +259,12 @@ class RerankClient:
         """A call's options, from now: its own deadline and priority, or the client's defaults."""
         return _call_options(self.deadline_s if deadline_s is None else deadline_s, priority or self.priority)
 
-    def _with_retries(self, send: Callable[[float], T], call: CallLimits) -> T:
-        """Runs `send(timeout)`; retries while the server is unavailable (down, starting or
-        stopping) with capped exponential backoff, for `retry_deadline_s` at most and never
-        past the call's deadline (so a call ends within retry_deadline_s + timeout_s, or by its
-        deadline). Every other error is raised at once."""
+    def _with_retries(self, send: Callable[[Any, float], T], call: CallLimits) -> T:
+        """Runs `send(grpc_client, timeout)` on the next replica; while replicas answer
+        UNAVAILABLE (down, starting or stopping) tries the next one at once, and when none is
+        left in rotation waits with capped exponential backoff, for `retry_deadline_s` at most
+        and never past the call's deadline (so a call ends within retry_deadline_s + timeout_s,
+        or by its deadline). Every other error is raised at once."""
         give_up = time.monotonic() + self.retry_deadline_s
         if call.deadline is not None:
             give_up = min(give_up, call.deadline)
@@ -265,25 +274,32 @@ class RerankClient:
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceededError(f"the call's deadline passed after {attempts} attempts, before the server answered")
             attempts += 1
+            replica = self.endpoints.pick()
             try:
-                return send(self.timeout_s if remaining is None else min(self.timeout_s, remaining))
+                result = send(replica.grpc, self.timeout_s if remaining is None else min(self.timeout_s, remaining))
             except InferenceServerException as error:
                 kind, retryable = classify(error.status(), error.message(), deadline_given=call.deadline is not None)
                 if not retryable:
                     raise _client_error(kind, error) from None
+                self.endpoints.unavailable(replica)
                 left = give_up - time.monotonic()
                 if left <= 0:
+                    where = f" on {len(self.endpoints.replicas)} replicas" if len(self.endpoints.replicas) > 1 else ""
                     raise ServerUnavailableError(
-                        f"{_first_line(error)} (gave up after {attempts} attempts over {self.retry_deadline_s:g} s)"
+                        f"{_first_line(error)} (gave up after {attempts} attempts{where} over {self.retry_deadline_s:g} s)"
                     ) from None
-                time.sleep(min(delay, left))  # then try again: scoring is idempotent
-                delay = min(2 * delay, self.max_backoff_s)
+                if not self.endpoints.in_rotation():
+                    time.sleep(min(delay, left))  # then try again: scoring is idempotent
+                    delay = min(2 * delay, self.max_backoff_s)
+                continue
+            self.endpoints.answered(replica)
+            return result
 
     def _infer_embeddings(self, call: CallLimits, model: str, texts: list[bytes]) -> np.ndarray:
         texts_input = grpcclient.InferInput("TEXTS", [len(texts), 1], "BYTES")
         texts_input.set_data_from_numpy(np.array(texts, dtype=object).reshape(-1, 1))
         result = self._with_retries(
-            lambda timeout: self._grpc.infer(
+            lambda grpc, timeout: grpc.infer(
                 model, [texts_input], outputs=[grpcclient.InferRequestedOutput("EMBEDDINGS")],
                 **call.infer_options(timeout),
             ),
@@ -309,7 +325,7 @@ class RerankClient:
         query_input = grpcclient.InferInput("QUERY", [rows, 1], "BYTES")
         query_input.set_data_from_numpy(np.array(queries, dtype=object).reshape(-1, 1))
         result = self._with_retries(
-            lambda timeout: self._grpc.infer(
+            lambda grpc, timeout: grpc.infer(
                 self.model_name,
                 [query_input, documents],
                 outputs=[grpcclient.InferRequestedOutput("SCORES")],
@@ -347,7 +363,7 @@ class RerankClient:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
-        self._grpc.close()
+        self.endpoints.close()
 
     def __enter__(self) -> "RerankClient":
         return self

@@ -18,7 +18,8 @@ from polyrank.gateway import cli as gateway_cli
 from polyrank.training import cli as training_cli
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `polyrank` command and its subcommands (the Helm chart's container args are checked against it)."""
     parser = argparse.ArgumentParser(prog="polyrank", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -69,8 +70,11 @@ def main(argv=None) -> int:
     shaped = commands.add_parser("build-shaped-model", help="write the mmBERT-small-shaped random-weight checkpoint")
     export_cli.add_shaped_model_arguments(shaped)
     shaped.set_defaults(handler=export_cli.run_build_shaped_model, parts=("export",))
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     # polyrank logs its own progress lines; Hugging Face's per-file progress bars only clutter them.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from polyrank.export.assets import cache_dir_from
