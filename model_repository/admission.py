@@ -11,8 +11,10 @@ the scorer the interactive pairs it receives and all the pairs it receives and h
           + (received_all - scored_all)       pairs the scorer holds now, batch ones included
 
 and divided by the scorer's measured speed (pairs per second, a decaying average over its
-runs) it is the expected wait. Batch-priority pairs that wait are not ahead of an interactive
-request: Triton serves interactive ones first. A request Triton drops from the scorer's queue
+runs) it is the expected wait. The wave the scorer is running counts whole until it is done:
+crediting the part done by the clock (at the measured speed) admitted more and measured worse
+(more answers past their deadline; README, "Overload"). Batch-priority pairs that wait are not
+ahead of an interactive request: Triton serves interactive ones first. A request Triton drops from the scorer's queue
 (its deadline passed) is never received: once the scorer has been idle for a while with nothing
 newly admitted, what is still counted as queued is known to be gone and is cleared.
 

@@ -1,11 +1,13 @@
 """Headless Locust load test of the `rerank` pipeline, bounded in time, loopback only.
 
     python perf/load.py [--users 8] [--duration 60s] [--protocol grpc|http]
-                        [--host 127.0.0.1:8001 | http://127.0.0.1:8080 | --repository DIR]
+                        [--host 127.0.0.1:8001[,127.0.0.1:8011...] | http://127.0.0.1:8080
+                         | --repository DIR [--replicas N]]
 
 Without --host it serves --repository (default: the mmBERT-small-shaped model exported to
-build/bench/repository) on the embedded Triton server (and, for --protocol http, the HTTP API
-in front of it) and stops them afterwards. Writes
+build/bench/repository) on --replicas embedded Triton servers (the gRPC users spread their
+calls over them round robin; for --protocol http, the HTTP API in front of the first) and stops
+them afterwards. Writes
 Locust's CSV and HTML reports and a one-paragraph summary to --results (perf/results/).
 Exits non-zero if any request failed.
 """
@@ -18,7 +20,7 @@ import importlib.util
 import os
 import subprocess
 import sys
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default=None,
                         help="a running server (loopback only): gRPC host:port, or the HTTP API's http://host:port")
     parser.add_argument("--repository", type=Path, default=None, help="repository to serve when --host is not given")
+    parser.add_argument("--replicas", type=int, default=1, help="servers of that repository to start (default 1)")
     parser.add_argument("--results", type=Path, default=ROOT / "perf" / "results")
     parser.add_argument("--name", default="load", help="report file prefix (default load)")
     args = parser.parse_args(argv)
@@ -45,22 +48,24 @@ def main(argv=None) -> int:
     if importlib.util.find_spec("locust") is None:
         print("load test needs Locust: pip install 'polyrank[load]'", file=sys.stderr)
         return 2
-    if args.host is not None and not args.host.removeprefix("http://").startswith(LOOPBACK):
+    if args.host is not None and not all(h.strip().removeprefix("http://").startswith(LOOPBACK) for h in args.host.split(",")):
         print(f"load goes only to this machine (127.0.0.1, localhost, [::1]); got --host {args.host}", file=sys.stderr)
         return 2
-    if args.users < 1:
-        print(f"--users must be at least 1, got {args.users}", file=sys.stderr)
+    if args.users < 1 or args.replicas < 1:
+        print(f"--users and --replicas must be at least 1, got {args.users} and {args.replicas}", file=sys.stderr)
         return 2
 
     args.results.mkdir(parents=True, exist_ok=True)
     prefix = args.results / args.name
-    server = None if args.host else EmbeddedTritonServer(
-        ServerConfig(repository=args.repository or _default_repository(), grpc_port=0, http_port=0, metrics_port=0)
-    )
-    with server or nullcontext(), ExitStack() as api:
-        host = args.host or server.grpc_url
-        if args.protocol == "http" and args.host is None:
-            host = api.enter_context(_http_api(server.grpc_url)).url
+    with ExitStack() as running:
+        host = args.host
+        if host is None:
+            repository = args.repository or _default_repository()
+            servers = [running.enter_context(EmbeddedTritonServer(
+                ServerConfig(repository=repository, grpc_port=0, http_port=0, metrics_port=0))) for _ in range(args.replicas)]
+            host = ",".join(server.grpc_url for server in servers)
+            if args.protocol == "http":
+                host = running.enter_context(_http_api(servers[0].grpc_url)).url
         command = [
             sys.executable, "-m", "locust", "-f", str(ROOT / "perf" / "locustfile.py"), USER_CLASSES[args.protocol],
             "--headless", "--users", str(args.users), "--spawn-rate", str(args.users),

@@ -1,7 +1,7 @@
 """Soak: a long steady load below capacity, then overload, with the server's memory sampled
 throughout and every answer checked.
 
-    .venv/bin/python perf/soak.py [--model DIR] [--precision int8-mixed] [--steady 1800]
+    .venv/bin/python perf/soak.py [--model DIR] [--precision bf16] [--steady 1800]
                                   [--overload 600] [--sample-every 10] [--results FILE]
 
 Serves a cross-encoder (default: the trained MiniLM, exported at --precision, shipped serving
@@ -164,7 +164,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="cross-encoder checkpoint (default: the trained MiniLM)")
-    parser.add_argument("--precision", default="int8-mixed")
+    parser.add_argument("--precision", default="bf16", help="export precision (default bf16)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "soak")
     parser.add_argument("--steady", type=float, default=1800.0, help="seconds at 80%% of capacity (default 1800)")
     parser.add_argument("--overload", type=float, default=600.0, help="seconds at 2x capacity (default 600)")
