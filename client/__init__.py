@@ -1,6 +1,7 @@
 """gRPC client for the polyrank `rerank` pipeline."""
 
 from polyrank.client.client import RerankClient
+from polyrank.client.endpoints import replicas_of
 from polyrank.client.types import (
     BackendError,
     DeadlineExceededError,
@@ -13,6 +14,7 @@ from polyrank.client.types import (
 
 __all__ = [
     "RerankClient",
+    "replicas_of",
     "RankedDocument",
     "RerankError",
     "InvalidRequestError",

@@ -10,12 +10,24 @@ out, the one due back first is tried, so a call never fails only because all coo
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 READY_CHECK_TIMEOUT_S = 0.5
+
+
+def replicas_of(host_port: str) -> list[str]:
+    """Every address a name resolves to, as "address:port" (e.g. a Kubernetes headless Service,
+    one record per ready pod), for RerankClient to balance over per call. Resolved once: a pod
+    that goes away is taken out of rotation by its failures; one added later is not seen."""
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected host:port, got {host_port!r}")
+    addresses = dict.fromkeys(info[4][0] for info in socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM))
+    return [f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addresses]
 
 
 @dataclass

@@ -118,6 +118,7 @@ def build_repository(config: ExportConfig, log=print) -> Path:
             "created_unix": int(time.time()),
             "source": _describe_source(config.model, checkpoint),
             "target": config.target,
+            "device": config.device,
             "precision": chosen.files.precision,
             "requested_precision": config.precision,
             "runtime": chosen.runtime,
@@ -301,7 +302,10 @@ def _write_models(
 
     scorer_dir = root / names["scorer_name"]
     if config.target == "embedded":
-        write_python_scorer(scorer_dir, {**fields, **runtime_fields(scorer.runtime, scorer.runtime_options)})
+        options = scorer.runtime_options
+        if config.device == "cuda":  # gated on the CPU; served by the CUDA provider alone, never a CPU fallback
+            options = {**options, "providers": ["CUDAExecutionProvider"]}
+        write_python_scorer(scorer_dir, {**fields, **runtime_fields(scorer.runtime, options)})
     elif config.engine == "tensorrt":
         profile = {
             "profile_max_batch": config.profile_batch[2],
@@ -334,6 +338,8 @@ def serving_fields(config: ExportConfig, pad_id: int, vocab_size: int) -> dict:
     """The template fields every pipeline shares: the serving settings and the model's facts."""
     return {
         **config.serving.template_fields(),
+        "scorer_instance_kind": "KIND_GPU" if config.device == "cuda" else "KIND_CPU",
+        "length_buckets": ",".join(map(str, config.padding_buckets())),
         "max_length": config.max_length,
         "pad_id": pad_id,
         "vocab_size": vocab_size,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from polyrank.export.config import ENGINES, PRECISION_CHOICES, TARGETS, ExportConfig, ServingConfig
+from polyrank.export.config import DEVICES, ENGINES, PRECISION_CHOICES, TARGETS, ExportConfig, ServingConfig
 from polyrank.export.quality import GateThresholds
 
 
@@ -14,6 +14,11 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="Triton model repository to write")
     parser.add_argument("--max-length", type=int, help="longest pair in tokens (default: 256, or the checkpoint's limit if lower)")
     parser.add_argument("--target", choices=TARGETS, default="embedded", help="serving target (default embedded)")
+    parser.add_argument("--length-buckets", type=_widths, default=None,
+                        help="pad each request up to the narrowest of these widths, e.g. 16,32,64,128,256, or none "
+                             "(default: those for --target triton-gpu, whose native backends merge only equal shapes; none for embedded)")
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="embedded target: run the scorer on the CPU (default) or a CUDA GPU (fp32 or fp16; needs onnxruntime-gpu)")
     serving = ServingConfig()
     parser.add_argument("--max-batch-size", type=int, default=serving.max_batch_size,
                         help=f"most pairs per request ({serving.max_batch_size})")
@@ -53,6 +58,18 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedding-dim", type=int, help="two-tower: serve the first N embedding components (default: all)")
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive widths separated by commas (or none), got {text!r}")
+    return widths
+
+
 def _shape(text: str) -> tuple[int, int, int]:
     try:
         values = tuple(int(part) for part in text.split(","))
@@ -76,6 +93,8 @@ def config_from_arguments(args: argparse.Namespace) -> ExportConfig:
         output=args.output,
         max_length=args.max_length,
         target=args.target,
+        device=args.device,
+        length_buckets=args.length_buckets,
         serving=ServingConfig(
             max_batch_size=args.max_batch_size, max_queue_size=args.max_queue_size, queue_timeout_s=args.queue_timeout,
             batch_queue_timeout_s=args.batch_queue_timeout, admission_control=args.admission_control,

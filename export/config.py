@@ -16,6 +16,10 @@ PRECISION_CHOICES = (*PRECISIONS, AUTO)
 CALIBRATED = ("int8-static", "int8-mixed", AUTO)
 OPENVINO_ONLY = ("bf16", "int8-mixed", AUTO)
 TARGETS = ("embedded", "triton-gpu")
+DEVICES = ("cpu", "cuda")
+# Native backends merge only requests of one shape: triton-gpu tokenizers pad up to these widths.
+GPU_LENGTH_BUCKETS = (16, 32, 64, 128, 256)
+CUDA_PRECISIONS = ("fp32", "fp16")  # ONNX Runtime's CUDA provider on the plain or fp16 graph
 ENGINES = ("onnxruntime", "tensorrt")
 
 
@@ -111,6 +115,13 @@ class ExportConfig:
             CPU precision that passes the quality gate on this machine.
         allow_f32_fallback: bf16 on a CPU without bf16 instructions exports OpenVINO f32 (and
             says so) instead of refusing.
+        device: where the embedded server's scorer runs: "cpu", or "cuda" (KIND_GPU instances,
+            ONNX Runtime's CUDA provider, fp32 or fp16; the server then needs onnxruntime-gpu and
+            fails loudly without it or a GPU, never falling back to the CPU).
+        length_buckets: widths the tokenizer pads each request up to (the narrowest that holds
+            its longest pair), so that requests of similar lengths share a shape and Triton's
+            native backends can merge them. None: GPU_LENGTH_BUCKETS for triton-gpu, none for
+            the embedded scorer (which trims every run to its own longest pair anyway); () none.
         engine: "onnxruntime" (fused ONNX graph) or "tensorrt" (a TensorRT plan; triton-gpu only,
             built on a GPU).
         profile_batch, profile_length: the TensorRT optimisation profile, (min, opt, max) pairs
@@ -136,6 +147,8 @@ class ExportConfig:
     output: Path
     max_length: Optional[int] = None
     target: str = "embedded"
+    device: str = "cpu"
+    length_buckets: Optional[tuple[int, ...]] = None
     serving: ServingConfig = field(default_factory=ServingConfig)
     opset: int = 18
     parity_tolerance: float = 1e-4
@@ -174,6 +187,9 @@ class ExportConfig:
                 f"use --target embedded (GPUs take fp16 or int8-static)"
             )
         self._check_engine()
+        self._check_device()
+        if self.length_buckets is not None and not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in self.length_buckets):
+            raise ExportSettingsError(f"length_buckets must be positive integers, got {self.length_buckets!r}")
         if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
             raise ExportSettingsError(f"max_length must be a positive integer, got {self.max_length!r}")
         if not isinstance(self.opset, int) or self.opset < 1:
@@ -183,6 +199,27 @@ class ExportConfig:
             raise ExportSettingsError(
                 f"max_tokens_per_run must be at least max_length ({longest}), got {self.serving.max_tokens_per_run}"
             )
+
+    def padding_buckets(self) -> tuple[int, ...]:
+        """The widths the tokenizer pads requests up to, ending at max_length (empty: none)."""
+        if self.length_buckets is None and self.target != "triton-gpu":
+            return ()
+        chosen = GPU_LENGTH_BUCKETS if self.length_buckets is None else self.length_buckets
+        if not chosen:
+            return ()
+        longest = self.max_length or DEFAULT_MAX_LENGTH
+        return tuple(sorted({width for width in chosen if width < longest} | {longest}))
+
+    def _check_device(self):
+        if self.device not in DEVICES:
+            raise ExportSettingsError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.device == "cuda":
+            if self.target != "embedded":
+                raise ExportSettingsError("--device applies to --target embedded (triton-gpu repositories run on GPUs already)")
+            if self.precision not in CUDA_PRECISIONS:
+                raise ExportSettingsError(
+                    f"--device cuda runs ONNX Runtime's CUDA provider: --precision {' or '.join(CUDA_PRECISIONS)}, got {self.precision}"
+                )
 
     def _check_engine(self):
         if self.engine not in ENGINES:

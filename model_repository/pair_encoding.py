@@ -108,10 +108,13 @@ class PairEncoder:
             encodings.append(self.tokenizer.post_process(encoding))
         return encodings
 
-    def pad(self, encodings: Sequence[Encoding]) -> PaddedBatch:
-        """Right-pads encodings to the longest of them (not to max_length)."""
+    def pad(self, encodings: Sequence[Encoding], buckets: Sequence[int] = ()) -> PaddedBatch:
+        """Right-pads encodings to the longest of them (not to max_length), or, with `buckets`
+        (ascending widths), to the narrowest bucket that holds the longest: requests padded
+        alike have one shape, which is what Triton's native backends need to merge them."""
         longest = max(len(encoding.ids) for encoding in encodings)
-        shape = (len(encodings), longest)
+        width = next((bucket for bucket in buckets if bucket >= longest), longest)
+        shape = (len(encodings), width)
         input_ids = np.full(shape, self.pad_id, dtype=np.int64)
         attention_mask = np.zeros(shape, dtype=np.int64)
         token_type_ids = np.zeros(shape, dtype=np.int64)

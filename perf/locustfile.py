@@ -21,19 +21,27 @@ from locust import FastHttpUser, User, constant, task  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perf.workload import make_workload  # noqa: E402
-from polyrank.client import RerankClient  # noqa: E402
+from polyrank.client import OverloadedError, RerankClient  # noqa: E402
 
 WORKLOAD = make_workload(queries=64, candidates=200, seed=1)
 MIN_CANDIDATES, MAX_CANDIDATES = 20, 200
 _user_seeds = itertools.count()
 
 
-class RerankUser(User):
-    """One search frontend calling `rerank` back to back."""
+REJECTED = "rerank: rejected at capacity"  # its own row: the "rerank" row holds the calls the server took
+MAX_BACKOFF_S = 5.0
 
-    wait_time = constant(0)
+
+class RerankUser(User):
+    """One search frontend calling `rerank` back to back; told the server is at capacity, it
+    waits the time the server asked for (OverloadedError.retry_after_s, at most 5 s) first."""
+
+    def wait_time(self):
+        backoff, self.backoff_s = self.backoff_s, 0.0
+        return backoff
 
     def on_start(self):
+        self.backoff_s = 0.0
         self.rng = random.Random(next(_user_seeds))  # reproducible per user
         # No client-side retries: a call the server could not take shows up as a failure, not
         # as the latency of waiting out the client's retry window.
@@ -47,16 +55,19 @@ class RerankUser(User):
         request = self.rng.choice(WORKLOAD)
         candidates = self.rng.randint(MIN_CANDIDATES, MAX_CANDIDATES)
         started = time.perf_counter()
-        error = None
+        error, name = None, "rerank"
         try:
             ranked = self.client.rerank(request.query, list(request.products[:candidates]))
             if len(ranked) != candidates:
                 raise RuntimeError(f"got {len(ranked)} results for {candidates} candidates")
+        except OverloadedError as exception:
+            error, name = exception, REJECTED
+            self.backoff_s = min(exception.retry_after_s or 0.5, MAX_BACKOFF_S)
         except Exception as exception:  # every outcome is reported, none is lost
             error = exception
         self.environment.events.request.fire(
             request_type="grpc",
-            name="rerank",
+            name=name,
             response_time=(time.perf_counter() - started) * 1000,
             response_length=candidates,
             exception=error,

@@ -2,17 +2,19 @@
 side in one run, on offered load beyond capacity.
 
     .venv/bin/python perf/overload.py [--model DIR] [--precision bf16] [--offered 2,4]
-                                      [--duration 120] [--deadline 2] [--results FILE]
+                                      [--duration 120] [--deadline 2] [--candidates 100]
+                                      [--only admission] [--results FILE]
 
 Serves a cross-encoder (default: the trained MiniLM from perf/trained_teacher.py, exported at
 --precision) on the embedded Triton in two configurations, one after the other:
 - "admission": the shipped defaults: admission control at the tokenizer, 2 s default deadline;
 - "old defaults": no admission control, requests wait in the queue up to 20 s.
-For each: capacity (one client, sequential 100-product requests); then, for each --offered
-multiple of that capacity, requests arriving at that steady rate for --duration seconds (open
-loop), each with a --deadline that travels to Triton: how many are answered, and within the
-deadline (goodput), how fast rejections come back, and the recovery afterwards (from the last
-arrival until a request is served at normal latency again). Writes perf/results/overload.json.
+For each: capacity (one client, sequential requests); then, for each --offered multiple of
+that capacity, requests of --candidates products arriving at that steady rate for --duration
+seconds (open loop), each with a --deadline that travels to Triton: how many are answered, and
+within the deadline (goodput), how fast rejections come back, and the recovery afterwards (from
+the last arrival until a request is served at normal latency again). Writes
+perf/results/overload.json.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ CONFIGURATIONS = {
     "admission": ServingConfig(),
     "old defaults": ServingConfig(queue_timeout_s=20.0, admission_control=False),
 }
-CANDIDATES = 100
 NORMAL_LATENCY_FACTOR = 1.5  # recovered: a request served within 1.5 x the idle p50
 
 
@@ -65,13 +66,14 @@ def main() -> int:
     parser.add_argument("--offered", default="2,4", help="offered loads, multiples of capacity (default 2,4)")
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of each offered load (default 120)")
     parser.add_argument("--deadline", type=float, default=2.0, help="deadline of every call (default 2 s)")
+    parser.add_argument("--candidates", type=int, default=100, help="products per request (default 100)")
     parser.add_argument("--only", choices=sorted(CONFIGURATIONS), help="run one configuration")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     model = args.model or str(trained_minilm(cache_dir_from(os.environ))[0])
-    workload = make_workload(queries=16, candidates=CANDIDATES, seed=0)
+    workload = make_workload(queries=16, candidates=args.candidates, seed=0)
     report = {**run_facts(), "model": model, "precision": args.precision, "deadline_s": args.deadline,
-              "candidates_per_request": CANDIDATES, "configurations": {}}
+              "candidates_per_request": args.candidates, "configurations": {}}
     if args.only and args.results.exists():  # one configuration again: keep the other's figures
         report["configurations"] = json.loads(args.results.read_text()).get("configurations", {})
     for name, serving in CONFIGURATIONS.items():
@@ -102,12 +104,13 @@ def measure(config: ExportConfig, workload, multiples: list[float], duration_s: 
             started = time.perf_counter()
             client.score(request.query, list(request.products))
             latencies.append(time.perf_counter() - started)
-        capacity = {"pairs_per_s": round(CANDIDATES * len(latencies) / sum(latencies), 1), "latency_s": percentiles(latencies)}
+        pairs = len(workload[0].products)
+        capacity = {"pairs_per_s": round(pairs * len(latencies) / sum(latencies), 1), "latency_s": percentiles(latencies)}
         normal_latency_s = NORMAL_LATENCY_FACTOR * capacity["latency_s"]["p50"]
         loads = []
         for multiple in multiples:
             time.sleep(3)  # let the queues drain between runs
-            result = offered_load(client, workload, multiple * capacity["pairs_per_s"] / CANDIDATES, duration_s, deadline_s, normal_latency_s)
+            result = offered_load(client, workload, multiple * capacity["pairs_per_s"] / pairs, duration_s, deadline_s, normal_latency_s)
             result = {"offered_x_capacity": multiple, **result,
                       "goodput_vs_capacity": round(result["goodput_pairs_per_s"] / capacity["pairs_per_s"], 3)}
             loads.append(result)
@@ -118,6 +121,7 @@ def measure(config: ExportConfig, workload, multiples: list[float], duration_s: 
 def offered_load(client, workload, requests_per_s: float, duration_s: float, deadline_s: float, normal_latency_s: float) -> dict:
     """Requests arriving at a steady rate (a new one every 1/rate s whatever the server does),
     each with the deadline; then sequential probes until one is served within normal latency."""
+    pairs = len(workload[0].products)
 
     def call(request):
         started = time.perf_counter()
@@ -148,9 +152,9 @@ def offered_load(client, workload, requests_per_s: float, duration_s: float, dea
         "answered_latency_s": percentiles(by_kind["answered"]),
         "rejected_latency_s": percentiles(by_kind["rejected"]),
         "deadline_exceeded_latency_s": percentiles(by_kind["deadline_exceeded"]),
-        "offered_pairs_per_s": round(CANDIDATES * len(outcomes) / wall, 1),
-        "answered_pairs_per_s": round(CANDIDATES * len(by_kind["answered"]) / wall, 1),
-        "goodput_pairs_per_s": round(CANDIDATES * len(in_time) / wall, 1),
+        "offered_pairs_per_s": round(pairs * len(outcomes) / wall, 1),
+        "answered_pairs_per_s": round(pairs * len(by_kind["answered"]) / wall, 1),
+        "goodput_pairs_per_s": round(pairs * len(in_time) / wall, 1),
         "recovery_s": recovery_s,
     }
 

@@ -94,7 +94,7 @@ def test_admission_control_rejects_at_once_what_would_miss_its_deadline(admittin
     one_request, tokens_per_request, expected = one_request_s(admitting_server)
     before = scorer_token_counts(admitting_server.metrics_url)["real"]
     background = busy(admitting_server, 4)
-    time.sleep(one_request / 4)  # about 3.75 requests of work are ahead
+    time.sleep(one_request)  # all four admitted (a new client connects first); about three requests of work are ahead
     with RerankClient(admitting_server.grpc_url, retry_deadline_s=0) as client:
         started = time.perf_counter()
         with pytest.raises(OverloadedError, match="admission control: .* pairs are ahead .* retry after") as rejected:
@@ -164,9 +164,10 @@ def test_http_admission_rejection_is_429_with_retry_after_from_the_queue(admitti
     one_request, _, _ = one_request_s(admitting_server)
     body = {"model": "rerank", "query": "headphones", "documents": PRODUCTS}
     with GatewayServer(GatewaySettings(triton_url=admitting_server.grpc_url), Listener(port=0)) as api:
+        assert requests.post(f"{api.url}/v2/rerank", json=body, timeout=60).status_code == 200  # the gateway finds its models
         background = busy(admitting_server, 8)
         time.sleep(2 * one_request)  # all eight are tokenized and admitted; about six are still ahead
-        deadline_ms = str(int(1000 * one_request))
+        deadline_ms = str(int(2000 * one_request))
         answer = requests.post(f"{api.url}/v2/rerank", json=body, headers={"polyrank-deadline-ms": deadline_ms}, timeout=60)
         [future.result() for future in background.futures]
         background.client.close()

@@ -15,6 +15,7 @@ from polyrank.export.samples import SAMPLE_QUERIES
 from polyrank.model_repository.pair_encoding import PairEncoder
 from polyrank.server import EmbeddedTritonServer, ServerConfig, free_port
 from polyrank.supervisor import supervise
+from tests.call_stream import record_calls
 from tests.conftest import TEST_MAX_LENGTH
 
 CALLS = 40
@@ -34,18 +35,10 @@ def test_restart_under_load_loses_no_call_and_returns_no_wrong_score(tiny_reposi
     config = fixed_port_config(tiny_repository, tmp_path / "tritonserver.log")
     outcomes = [None] * CALLS
 
-    def stream(client):
-        for i, request in enumerate(requests):
-            try:
-                outcomes[i] = ("ok", client.score(request.query, list(request.products)))
-            except Exception as error:  # recorded, never swallowed: the test checks each outcome
-                outcomes[i] = ("error", error)
-            time.sleep(0.05)
-
     server = EmbeddedTritonServer(config).start()
     try:
         with RerankClient(server.grpc_url, timeout_s=20, retry_deadline_s=90) as client:
-            worker = threading.Thread(target=stream, args=(client,))
+            worker = threading.Thread(target=record_calls, args=(client, requests, outcomes))
             worker.start()
             while sum(o is not None for o in outcomes) < 5:
                 time.sleep(0.05)

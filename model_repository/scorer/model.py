@@ -20,7 +20,7 @@ import time
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-# artifacts.py and runtimes.py are copied next to this file when the repository is built.
+# artifacts.py, runtimes.py and admission.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from admission import ScorerSide, is_batch  # noqa: E402
 from artifacts import ModelSetupError, checked_setup  # noqa: E402

@@ -15,13 +15,13 @@ import sys
 
 import triton_python_backend_utils as pb_utils
 
-# pair_encoding.py, text_rule.py and artifacts.py are copied next to this file when the repository is built.
+# pair_encoding.py, text_rule.py, artifacts.py and admission.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from admission import AdmissionControl, is_batch  # noqa: E402
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from pair_encoding import PairEncoder, decode_text  # noqa: E402
 
-REQUIRED_PARAMETERS = ("max_length", "pad_id")
+REQUIRED_PARAMETERS = ("max_length", "pad_id", "length_buckets")
 # Set by a cross-encoder's tokenizer, not by a two-tower one's.
 OPTIONAL_PARAMETERS = ("admission_control", "admission_scorer", "admission_deadline_share", "admission_default_deadline_s")
 
@@ -37,6 +37,8 @@ class TritonPythonModel:
             max_length=int(parameters["max_length"]),
             pad_id=int(parameters["pad_id"]),
         )
+        # Widths each request is padded up to (empty: its own longest pair), for native scorers.
+        self.length_buckets = sorted(int(width) for width in parameters["length_buckets"].split(",") if width.strip())
         self.output_names = {output["name"] for output in config["output"]}
         self.single_texts = any(i["name"] == "TEXTS" for i in config["input"])
         # Absent in a two-tower pipeline's tokenizer, whose embed models measure no speed.
@@ -107,7 +109,7 @@ class TritonPythonModel:
         return refusal
 
     def _response(self, encodings):
-        batch = self.encoder.pad(encodings)
+        batch = self.encoder.pad(encodings, self.length_buckets)
         tensors = [
             pb_utils.Tensor("INPUT_IDS", batch.input_ids),
             pb_utils.Tensor("ATTENTION_MASK", batch.attention_mask),

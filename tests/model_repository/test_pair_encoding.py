@@ -71,3 +71,16 @@ def test_mismatched_lists_and_tiny_max_length_are_rejected(tiny_modernbert_dir):
         encoder.encode(["a", "b"], ["c"])
     with pytest.raises(ValueError, match="max_length"):
         PairEncoder.from_file(tiny_modernbert_dir / "tokenizer.json", max_length=3)
+
+
+def test_buckets_pad_a_request_up_to_the_narrowest_width_that_holds_it(tiny_modernbert_dir):
+    encoder = PairEncoder.from_file(tiny_modernbert_dir / "tokenizer.json", max_length=64)
+    encodings = encoder.encode(["shoes"] * 2, ["running shoes", "red running shoes for trail and road"])
+    longest = max(len(e.ids) for e in encodings)
+    assert encoder.pad(encodings).input_ids.shape[1] == longest
+    wider = encoder.pad(encodings, buckets=[longest - 1, longest + 3, longest + 10])
+    assert wider.input_ids.shape == (2, longest + 3)
+    assert (wider.attention_mask.sum(axis=1) == [len(e.ids) for e in encodings]).all()
+    assert (wider.input_ids[:, longest:] == encoder.pad_id).all()
+    assert encoder.pad(encodings, buckets=[longest]).input_ids.shape[1] == longest
+    assert encoder.pad(encodings, buckets=[2, 4]).input_ids.shape[1] == longest  # none holds it: its own width
