@@ -72,7 +72,7 @@ class Endpoints:
         """Takes the replica out of rotation for a cooldown that doubles with each failure in a row."""
         with replica.lock:
             replica.failures += 1
-            cooldown = min(self.cooldown_s * 2 ** (replica.failures - 1), self.max_cooldown_s)
+            cooldown = min(self.cooldown_s * 2 ** min(replica.failures - 1, 20), self.max_cooldown_s)  # a replica down for hours must not overflow
             replica.out_until = time.monotonic() + cooldown
 
     def _ready_again(self, replica: Replica) -> bool:
