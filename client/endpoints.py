@@ -54,14 +54,15 @@ class Endpoints:
         start = next(self._turn)
         for offset in range(len(self.replicas)):
             replica = self.replicas[(start + offset) % len(self.replicas)]
-            if replica.failures == 0 or (replica.out_until <= now and self._ready_again(replica)):
+            # out_until is 0 for a replica that has not failed: only a cooled-down one is checked first
+            if replica.out_until <= now and (replica.failures == 0 or self._ready_again(replica)):
                 return replica
         return min(self.replicas, key=lambda r: r.out_until)  # all out: the one due back first
 
     def in_rotation(self) -> bool:
-        """Whether some replica is in rotation now (else a retry had better wait)."""
+        """Whether some replica is in rotation now, or due a health check (else a retry had better wait)."""
         now = time.monotonic()
-        return any(r.failures == 0 or r.out_until <= now for r in self.replicas)
+        return any(replica.out_until <= now for replica in self.replicas)
 
     def answered(self, replica: Replica) -> None:
         with replica.lock:

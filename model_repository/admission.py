@@ -14,9 +14,10 @@ and divided by the scorer's measured speed (pairs per second, a decaying average
 runs) it is the expected wait. The wave the scorer is running counts whole until it is done:
 crediting the part done by the clock (at the measured speed) admitted more and measured worse
 (more answers past their deadline; README, "Overload"). Batch-priority pairs that wait are not
-ahead of an interactive request: Triton serves interactive ones first. A request Triton drops from the scorer's queue
-(its deadline passed) is never received: once the scorer has been idle for a while with nothing
-newly admitted, what is still counted as queued is known to be gone and is cleared.
+ahead of an interactive request: Triton serves interactive ones first. A request Triton drops
+from the scorer's queue (its deadline passed) is never received: once the scorer has been idle
+for a while with nothing newly admitted, what is still counted as queued is known to be gone
+and is cleared.
 
 The model processes of one server share this through small files in /dev/shm (the temporary
 folder where there is none), named after the tritonserver process (the parent of every model's
@@ -38,6 +39,7 @@ import time
 STATE_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 SPEED_HALF_LIFE_S = 10.0  # older runs count half as much in the measured speed
 IDLE_S = 0.25  # an idle scorer and no admission for this long: nothing admitted is still on its way
+SPEED_FILES_REFRESH_S = 1.0  # how often the tokenizer looks for scorer instances loaded or unloaded
 # How the client recognises a rejection of admission control, and finds the retry time.
 REJECTION_PREFIX = "admission control"
 _COUNTERS = ("admitted", "received", "received_all", "scored_all", "last_admitted", "last_scorer_activity")
@@ -61,10 +63,8 @@ def _state_prefix(scorer_name: str, server_pid=None) -> str:
 def remove_server_state(server_pid: int) -> None:
     """Removes a stopped server's files (a killed model process cannot remove its own)."""
     for path in glob.glob(_state_prefix("*", server_pid)):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
 class PipelineCounts:
@@ -96,6 +96,7 @@ class ScorerSide:
     def __init__(self, scorer_name: str, instance_name: str):
         self.counts = PipelineCounts(scorer_name)
         self.speed_path = f"{_state_prefix(scorer_name)}.speed.{instance_name}"
+        self.speed_file = os.open(self.speed_path, os.O_WRONLY | os.O_CREAT, 0o600)
         self.pairs = self.seconds = 0.0
 
     def received(self, interactive_pairs: int, all_pairs: int) -> None:
@@ -112,14 +113,11 @@ class ScorerSide:
         self.pairs = self.pairs * decay + pairs
         self.seconds = self.seconds * decay + seconds
         # A 24-byte pwrite is atomic for readers on Linux: they see the old record or the new one.
-        descriptor = os.open(self.speed_path, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.pwrite(descriptor, _SPEED.pack(self.pairs, self.seconds, time.monotonic()), 0)
-        finally:
-            os.close(descriptor)
+        os.pwrite(self.speed_file, _SPEED.pack(self.pairs, self.seconds, time.monotonic()), 0)
 
     def close(self) -> None:
         self.counts.close()
+        os.close(self.speed_file)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.speed_path)
 
@@ -131,19 +129,33 @@ class AdmissionControl:
         self.prefix = _state_prefix(scorer_name)
         self.deadline_share = deadline_share
         self.counts = PipelineCounts(scorer_name)
+        self.speed_files: list[int] = []  # open, so a request costs a read, not a directory scan
+        self.speed_files_found = float("-inf")
 
     def pairs_per_s(self):
         """The scorer instances' measured speed together, or None before any has scored."""
+        if time.monotonic() - self.speed_files_found > SPEED_FILES_REFRESH_S:  # instances come and go rarely
+            self._reopen_speed_files()
         total = 0.0
-        for path in glob.glob(f"{self.prefix}.speed.*"):
-            try:
-                with open(path, "rb") as speed_file:
-                    pairs, seconds, _ = _SPEED.unpack(speed_file.read(_SPEED.size))
-            except (OSError, struct.error):
-                continue
-            if seconds > 0:
-                total += pairs / seconds
+        for descriptor in self.speed_files:
+            stored = os.pread(descriptor, _SPEED.size, 0)
+            if len(stored) == _SPEED.size:
+                pairs, seconds, _ = _SPEED.unpack(stored)
+                if seconds > 0:
+                    total += pairs / seconds
         return total or None
+
+    def _reopen_speed_files(self) -> None:
+        self._close_speed_files()
+        for path in glob.glob(f"{self.prefix}.speed.*"):
+            with contextlib.suppress(FileNotFoundError):
+                self.speed_files.append(os.open(path, os.O_RDONLY))
+        self.speed_files_found = time.monotonic()
+
+    def _close_speed_files(self) -> None:
+        for descriptor in self.speed_files:
+            os.close(descriptor)
+        self.speed_files = []
 
     def admit(self, pairs: int, deadline_s: float):
         """None if admitted (its pairs are then counted as queued), else the rejection message,
@@ -172,3 +184,4 @@ class AdmissionControl:
 
     def close(self) -> None:
         self.counts.close()
+        self._close_speed_files()

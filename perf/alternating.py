@@ -52,15 +52,20 @@ def pairs_per_s(results: dict[str, dict]) -> dict[str, float]:
     }
 
 
+def tail_percentiles(values, digits: int = 2) -> dict:
+    """p50, p95, p99 and max of some latencies. A p99 of fewer than 100 samples would just be
+    their maximum: it is reported as None, beside the max."""
+    values = np.asarray(values, dtype=float)
+    pick = lambda q: round(float(np.percentile(values, q)), digits)  # noqa: E731
+    return {"p50": pick(50), "p95": pick(95), "p99": pick(99) if len(values) >= 100 else None,
+            "max": round(float(values.max()), digits)}
+
+
 def latency_summary(result: dict) -> dict:
-    """One run's latency percentiles (ms) and its median pairs/s over rounds. A p99 of fewer
-    than 100 samples would just be their maximum: it is reported as None, beside the max."""
+    """One run's latency percentiles (ms) and its median pairs/s over rounds."""
     milliseconds = np.array(result["latencies_s"]) * 1000
     return {
         "latency_samples": len(milliseconds),
         "pairs_per_s": round(statistics.median(result["pairs_per_s"]), 1),
-        "p50_ms": round(float(np.percentile(milliseconds, 50)), 2),
-        "p95_ms": round(float(np.percentile(milliseconds, 95)), 2),
-        "p99_ms": round(float(np.percentile(milliseconds, 99)), 2) if len(milliseconds) >= 100 else None,
-        "max_ms": round(float(milliseconds.max()), 2),
+        **{f"{name}_ms": value for name, value in tail_percentiles(milliseconds).items()},
     }

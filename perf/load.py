@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             "--run-time", args.duration, "--stop-timeout", "30", "--host", host,
             "--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary", "--loglevel", "WARNING",
         ]
-        locust = subprocess.run(command, timeout=_seconds(args.duration) + 300)
+        locust = subprocess.run(command, timeout=duration_seconds(args.duration) + 300)
     summary = summarize(prefix, args.users, args.duration, host)
     Path(f"{prefix}_summary.md").write_text(summary + "\n", encoding="utf-8")
     print(summary)
@@ -93,7 +93,7 @@ def summarize(prefix: Path, users: int, duration: str, host: str) -> str:
     )
 
 
-def _seconds(duration: str) -> int:
+def duration_seconds(duration: str) -> int:
     units = {"s": 1, "m": 60, "h": 3600}
     try:
         return int(duration[:-1]) * units[duration[-1]] if duration[-1] in units else int(duration)

@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from perf.alternating import tail_percentiles  # noqa: E402
 from perf.run_facts import run_facts  # noqa: E402
 from perf.trained_teacher import trained_minilm  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
@@ -48,14 +49,8 @@ NORMAL_LATENCY_FACTOR = 1.5  # recovered: a request served within 1.5 x the idle
 
 
 def percentiles(values):
-    """p50/p95/max, and p99 from 100 samples on (the maximum is all fewer can say)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)  # noqa: E731
-    summary = {"p50": pick(0.5), "p95": pick(0.95), "max": round(ordered[-1], 3)}
-    summary["p99"] = pick(0.99) if len(values) >= 100 else None
-    return summary
+    """Latency percentiles in seconds (perf/alternating.py's rule), or None without any."""
+    return tail_percentiles(values, digits=3) if values else None
 
 
 def main() -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from perf.load import _seconds  # noqa: E402
+from perf.load import duration_seconds  # noqa: E402
 from perf.run_facts import run_facts  # noqa: E402
 
 RESULTS = ROOT / "perf" / "results"
@@ -48,7 +48,7 @@ def main() -> int:
             rows = {row["Name"]: row for row in csv.DictReader(stream)}
         taken, rejected = rows.get("rerank"), rows.get(REJECTED)
         answered = int(taken["Request Count"]) - int(taken["Failure Count"]) if taken else 0
-        seconds = _seconds(args.duration)
+        seconds = duration_seconds(args.duration)
         run = {"replicas": replicas, "answered": answered, "failed": int(taken["Failure Count"]) if taken else 0,
                "rejected_at_capacity": int(rejected["Request Count"]) if rejected else 0,
                "answered_per_s": round(answered / seconds, 2),
