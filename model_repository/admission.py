@@ -10,14 +10,20 @@ the scorer the interactive pairs it receives and all the pairs it receives and h
     ahead = (admitted - received)             interactive pairs queued between the two
           + (received_all - scored_all)       pairs the scorer holds now, batch ones included
 
-and divided by the scorer's measured speed (pairs per second, a decaying average over its
-runs) it is the expected wait. The wave the scorer is running counts whole until it is done:
-crediting the part done by the clock (at the measured speed) admitted more and measured worse
-(more answers past their deadline; README, "Overload"). Batch-priority pairs that wait are not
-ahead of an interactive request: Triton serves interactive ones first. A request Triton drops
-from the scorer's queue (its deadline passed) is never received: once the scorer has been idle
-for a while with nothing newly admitted, what is still counted as queued is known to be gone
-and is cleared.
+and divided by the pipeline's measured speed it is the expected wait. The speed is pairs scored
+per second of busy time, a decaying average: the pipeline is busy whenever the scorer holds
+pairs or admitted ones are on their way to it, so the time between the scorer's executions
+(passing tensors in and out, Triton's batching, a loaded machine's scheduling) counts, and the
+speed is what the pipeline delivers under load, not what the runtime does alone (that was up to
+1.5 times more on a loaded 2-core machine, and admitted requests then missed their deadlines).
+Several scorer instances share one busy clock, so their speed is the pipeline's together.
+
+The wave the scorer is running counts whole until it is done: crediting the part done by the
+clock admitted more and measured worse (README, "Overload"). Batch-priority pairs that wait
+are not ahead of an interactive request: Triton serves interactive ones first. A request Triton
+drops from the scorer's queue (its deadline passed) is never received: once the scorer has been
+idle for a while with nothing newly admitted, what is still counted as queued is known to be
+gone and is cleared.
 
 The model processes of one server share this through small files in /dev/shm (the temporary
 folder where there is none), named after the tritonserver process (the parent of every model's
@@ -37,14 +43,16 @@ import tempfile
 import time
 
 STATE_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-SPEED_HALF_LIFE_S = 10.0  # older runs count half as much in the measured speed
-IDLE_S = 0.25  # an idle scorer and no admission for this long: nothing admitted is still on its way
-SPEED_FILES_REFRESH_S = 1.0  # how often the tokenizer looks for scorer instances loaded or unloaded
+SPEED_HALF_LIFE_S = 10.0  # pairs scored this many busy seconds ago count half in the measured speed
+IDLE_S = 1.0  # an idle scorer and no admission for this long: nothing admitted is still on its way
+# (a loaded 2-core machine was seen to leave waiting work untaken for 0.5 s)
 # How the client recognises a rejection of admission control, and finds the retry time.
 REJECTION_PREFIX = "admission control"
-_COUNTERS = ("admitted", "received", "received_all", "scored_all", "last_admitted", "last_scorer_activity")
+_COUNTERS = (
+    "admitted", "received", "received_all", "scored_all", "last_admitted", "last_scorer_activity",
+    "speed_pairs", "speed_busy_s", "clock",  # decayed pairs scored, decayed busy seconds, when last changed
+)
 _STATE = struct.Struct(f"{len(_COUNTERS)}d")
-_SPEED = struct.Struct("ddd")  # decayed pairs, decayed seconds, when last updated (monotonic)
 
 
 def is_batch(request) -> bool:
@@ -75,11 +83,13 @@ class PipelineCounts:
 
     @contextlib.contextmanager
     def changing(self):
-        """Yields the counters as a dict; what the block changes is written back."""
+        """Yields the counters as a dict, the busy clock advanced to now; what the block
+        changes is written back."""
         fcntl.flock(self.descriptor, fcntl.LOCK_EX)
         try:
             stored = os.pread(self.descriptor, _STATE.size, 0)
             counts = dict(zip(_COUNTERS, _STATE.unpack(stored) if len(stored) == _STATE.size else [0.0] * len(_COUNTERS)))
+            _advance_busy_clock(counts, time.monotonic())
             yield counts
             os.pwrite(self.descriptor, _STATE.pack(*(counts[name] for name in _COUNTERS)), 0)
         finally:
@@ -89,86 +99,82 @@ class PipelineCounts:
         os.close(self.descriptor)  # the file stays for the other processes; the server removes it
 
 
-class ScorerSide:
-    """What the scorer tells admission control: the pairs it receives and scores, and its speed
-    (one speed file per scorer instance; their speeds add up)."""
+def _advance_busy_clock(counts, now: float) -> None:
+    """Adds the time since the last change to the busy seconds if the pipeline had work then,
+    decaying what was measured before. Admitted pairs not yet received count as work for at
+    most IDLE_S: an idle scorer takes waiting work at once, so longer means they were dropped."""
+    elapsed = now - counts["clock"] if counts["clock"] else 0.0
+    counts["clock"] = now
+    if counts["received_all"] > counts["scored_all"]:
+        busy_s = elapsed
+    elif counts["admitted"] > counts["received"]:
+        busy_s = min(elapsed, IDLE_S)
+    else:
+        return
+    decay = 0.5 ** (busy_s / SPEED_HALF_LIFE_S)
+    counts["speed_pairs"] *= decay
+    counts["speed_busy_s"] = counts["speed_busy_s"] * decay + busy_s
 
-    def __init__(self, scorer_name: str, instance_name: str):
+
+def _pairs_per_s(counts):
+    """The measured speed, or None before anything was scored."""
+    if counts["speed_pairs"] > 0 and counts["speed_busy_s"] > 0:
+        return counts["speed_pairs"] / counts["speed_busy_s"]
+    return None
+
+
+class ScorerSide:
+    """What the scorer tells admission control: the pairs it receives and those it has scored."""
+
+    def __init__(self, scorer_name: str):
         self.counts = PipelineCounts(scorer_name)
-        self.speed_path = f"{_state_prefix(scorer_name)}.speed.{instance_name}"
-        self.speed_file = os.open(self.speed_path, os.O_WRONLY | os.O_CREAT, 0o600)
-        self.pairs = self.seconds = 0.0
 
     def received(self, interactive_pairs: int, all_pairs: int) -> None:
         with self.counts.changing() as counts:
             counts["received"] += interactive_pairs
             counts["received_all"] += all_pairs
-            counts["last_scorer_activity"] = time.monotonic()
+            counts["last_scorer_activity"] = counts["clock"]
 
-    def scored(self, pairs: int, seconds: float) -> None:
+    def scored(self, pairs: int) -> None:
         with self.counts.changing() as counts:
             counts["scored_all"] += pairs
-            counts["last_scorer_activity"] = time.monotonic()
-        decay = 0.5 ** (seconds / SPEED_HALF_LIFE_S)
-        self.pairs = self.pairs * decay + pairs
-        self.seconds = self.seconds * decay + seconds
-        # A 24-byte pwrite is atomic for readers on Linux: they see the old record or the new one.
-        os.pwrite(self.speed_file, _SPEED.pack(self.pairs, self.seconds, time.monotonic()), 0)
+            counts["speed_pairs"] += pairs
+            counts["last_scorer_activity"] = counts["clock"]
+
+    def failed(self, pairs: int) -> None:
+        """Pairs the scorer gave up on: no longer held, and not part of its speed."""
+        with self.counts.changing() as counts:
+            counts["scored_all"] += pairs
+            counts["last_scorer_activity"] = counts["clock"]
 
     def close(self) -> None:
         self.counts.close()
-        os.close(self.speed_file)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.speed_path)
 
 
 class AdmissionControl:
     """The tokenizer's side: admit() decides for one interactive request."""
 
     def __init__(self, scorer_name: str, deadline_share: float):
-        self.prefix = _state_prefix(scorer_name)
         self.deadline_share = deadline_share
         self.counts = PipelineCounts(scorer_name)
-        self.speed_files: list[int] = []  # open, so a request costs a read, not a directory scan
-        self.speed_files_found = float("-inf")
 
     def pairs_per_s(self):
-        """The scorer instances' measured speed together, or None before any has scored."""
-        if time.monotonic() - self.speed_files_found > SPEED_FILES_REFRESH_S:  # instances come and go rarely
-            self._reopen_speed_files()
-        total = 0.0
-        for descriptor in self.speed_files:
-            stored = os.pread(descriptor, _SPEED.size, 0)
-            if len(stored) == _SPEED.size:
-                pairs, seconds, _ = _SPEED.unpack(stored)
-                if seconds > 0:
-                    total += pairs / seconds
-        return total or None
-
-    def _reopen_speed_files(self) -> None:
-        self._close_speed_files()
-        for path in glob.glob(f"{self.prefix}.speed.*"):
-            with contextlib.suppress(FileNotFoundError):
-                self.speed_files.append(os.open(path, os.O_RDONLY))
-        self.speed_files_found = time.monotonic()
-
-    def _close_speed_files(self) -> None:
-        for descriptor in self.speed_files:
-            os.close(descriptor)
-        self.speed_files = []
+        """The pipeline's measured speed, or None before anything was scored."""
+        with self.counts.changing() as counts:
+            return _pairs_per_s(counts)
 
     def admit(self, pairs: int, deadline_s: float):
         """None if admitted (its pairs are then counted as queued), else the rejection message,
         which ends with the seconds after which a retry would be admitted."""
-        speed = self.pairs_per_s()
         with self.counts.changing() as counts:
-            now = time.monotonic()
+            now = counts["clock"]
             holding = counts["received_all"] - counts["scored_all"]
             queued = counts["admitted"] - counts["received"]
             idle = holding <= 0 and now - max(counts["last_admitted"], counts["last_scorer_activity"]) > IDLE_S
             if queued < 0 or (queued > 0 and idle):  # below 0: the scorer's warm-up, never admitted here
                 counts["admitted"], queued = counts["received"], 0  # dropped from the queue, never to arrive
             ahead = max(0.0, queued) + max(0.0, holding)
+            speed = _pairs_per_s(counts)
             if ahead > 0 and speed is not None:  # nothing measured yet (or a native scorer): admit
                 wait_s, work_s, budget_s = ahead / speed, pairs / speed, deadline_s * self.deadline_share
                 if wait_s + work_s > budget_s:
@@ -184,4 +190,3 @@ class AdmissionControl:
 
     def close(self) -> None:
         self.counts.close()
-        self._close_speed_files()

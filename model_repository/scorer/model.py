@@ -9,13 +9,12 @@ request is a wave of its own), and each wave's requests are answered as soon as 
 so the first request does not wait for the last. Within a wave all pairs are pooled, sorted
 by real length and run in chunks capped by pairs and by tokens, so a chunk is padded only to
 its own longest member; outputs are then scattered back to their requests. Each wave's
-pairs and time feed the measured speed that admission control reads (admission.py).
+pairs feed the measured speed that admission control reads (admission.py).
 """
 
 import json
 import os
 import sys
-import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -25,10 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from admission import ScorerSide, is_batch  # noqa: E402
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from runtimes import MODEL_FILES, RuntimeSetupError, open_runtime  # noqa: E402
-
-# The measured speed counts a pause between executions shorter than this as the scorer's
-# own overhead (passing tensors in and out, batching): requests were waiting for it.
-BUSY_GAP_S = 0.05
 
 REQUIRED_PARAMETERS = (
     "runtime",
@@ -68,8 +63,7 @@ class TritonPythonModel:
         self.max_pairs_per_run = int(parameters["max_pairs_per_run"])
         self.max_tokens_per_run = int(parameters["max_tokens_per_run"])
         self.max_pairs_per_wave = int(parameters["max_pairs_per_wave"])
-        self.admission = ScorerSide(args["model_name"], args["model_instance_name"])
-        self.last_finished = float("-inf")
+        self.admission = ScorerSide(args["model_name"])
         # Padding efficiency on Triton's metrics endpoint: real tokens / tokens computed.
         self.token_family = pb_utils.MetricFamily(  # must outlive its metrics
             name="polyrank_scorer_tokens_total",
@@ -82,9 +76,6 @@ class TritonPythonModel:
     def execute(self, requests):
         # Every request is answered through its response sender (execute returns None), so
         # each wave's requests get their answers while later waves are still being scored.
-        started = time.perf_counter()
-        if started - self.last_finished < BUSY_GAP_S:
-            started = self.last_finished  # work was waiting: the gap is this model's overhead, not idle time
         accepted = []  # (request, {input name: [rows, width]}, lengths)
         for request in requests:
             try:
@@ -104,14 +95,12 @@ class TritonPythonModel:
             except Exception as error:  # every request still gets exactly one answer
                 for request, _, _ in wave:
                     _answer(request, _error(f"scorer failed: {error}", pb_utils.TritonError.INTERNAL))
+                self.admission.failed(sum(len(lengths) for _, _, lengths in wave))
                 continue
             for (request, _, _), request_outputs in zip(wave, outputs):
                 tensor = pb_utils.Tensor(self.output_name, request_outputs.reshape(-1, *self.output_dims))
                 _answer(request, pb_utils.InferenceResponse(output_tensors=[tensor]))
-            finished = time.perf_counter()
-            self.admission.scored(sum(len(lengths) for _, _, lengths in wave), finished - started)
-            started = finished
-        self.last_finished = started
+            self.admission.scored(sum(len(lengths) for _, _, lengths in wave))
         return None
 
     def finalize(self):
