@@ -4,30 +4,38 @@ its deadline; one that cannot is rejected at once, before it is tokenized or que
 waiting out its deadline in a queue and taking the scorer's time from requests that can still
 make theirs. On an idle scorer every request is admitted, however large.
 
-The work ahead is counted, not guessed: the tokenizer counts the interactive pairs it admits,
-the scorer the interactive pairs it receives and all the pairs it receives and has scored, so
+Work is counted in tokens, the unit the scorer's time follows (a 100-product request takes
+from 0.8 to 2 s on one CPU, depending on its texts' lengths), and it is counted, not guessed:
+the tokenizer counts the interactive tokens it admits, the scorer the interactive tokens it
+receives and all the tokens it receives and has scored, so
 
-    ahead = (admitted - received)             interactive pairs queued between the two
-          + (received_all - scored_all)       pairs the scorer holds now, batch ones included
+    ahead = (admitted - received)             interactive tokens queued between the two
+          + (received_all - scored_all)       tokens the scorer holds now, batch ones included
+          - done                              the part of the running waves already scored
 
-and divided by the pipeline's measured speed it is the expected wait. The speed is pairs scored
-per second of busy time, a decaying average: the pipeline is busy whenever the scorer holds
-pairs or admitted ones are on their way to it, so the time between the scorer's executions
-(passing tensors in and out, Triton's batching, a loaded machine's scheduling) counts, and the
-speed is what the pipeline delivers under load, not what the runtime does alone (that was up to
-1.5 times more on a loaded 2-core machine, and admitted requests then missed their deadlines).
-Several scorer instances share one busy clock, so their speed is the pipeline's together.
+where `done` is the busy time since the running waves started at the measured speed, at most
+their tokens. Divided by the speed, `ahead` is the expected wait. Since admission comes before
+tokenizing, a request's own tokens are estimated from its texts' UTF-8 bytes (TokenEstimate:
+bytes per token learned from the requests tokenized so far), and corrected to the real count
+once it is tokenized.
 
-The wave the scorer is running counts whole until it is done: crediting the part done by the
-clock admitted more and measured worse (README, "Overload"). Batch-priority pairs that wait
-are not ahead of an interactive request: Triton serves interactive ones first. A request Triton
-drops from the scorer's queue (its deadline passed) is never received: once the scorer has been
-idle for a while with nothing newly admitted, what is still counted as queued is known to be
-gone and is cleared.
+The speed is tokens scored per second of busy time, a decaying average: the pipeline is busy
+whenever the scorer holds tokens or admitted ones are on their way to it, so the time between
+the scorer's executions (passing tensors in and out, Triton's batching, a loaded machine's
+scheduling) counts, and the speed is what the pipeline delivers under load, not what the
+runtime does alone (that was up to 1.5 times more on a loaded 2-core machine, and admitted
+requests then missed their deadlines). Several scorer instances share one busy clock, so their
+speed is the pipeline's together.
+
+Batch-priority tokens that wait are not ahead of an interactive request: Triton serves
+interactive ones first. A request Triton drops from the scorer's queue (its deadline passed) is
+never received: once the scorer has been idle for a while with nothing newly admitted, what is
+still counted as queued is known to be gone and is cleared.
 
 The model processes of one server share this through small files in /dev/shm (the temporary
 folder where there is none), named after the tritonserver process (the parent of every model's
-process) and the scorer, so two servers on one machine never mix; a file lock keeps the counts
+process: its pid and start time) and the scorer, so two servers on one machine never mix, nor
+does a server that gets the pid of a killed one (whose files the next scorer to start removes); a file lock keeps the counts
 whole. Copied next to the tokenizer's and scorer's model.py when a repository is built;
 standard library only.
 """
@@ -43,16 +51,20 @@ import tempfile
 import time
 
 STATE_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-SPEED_HALF_LIFE_S = 10.0  # pairs scored this many busy seconds ago count half in the measured speed
+SPEED_HALF_LIFE_S = 10.0  # tokens scored this many busy seconds ago count half in the measured speed
 IDLE_S = 1.0  # an idle scorer and no admission for this long: nothing admitted is still on its way
 # (a loaded 2-core machine was seen to leave waiting work untaken for 0.5 s)
 # How the client recognises a rejection of admission control, and finds the retry time.
 REJECTION_PREFIX = "admission control"
 _COUNTERS = (
     "admitted", "received", "received_all", "scored_all", "last_admitted", "last_scorer_activity",
-    "speed_pairs", "speed_busy_s", "clock",  # decayed pairs scored, decayed busy seconds, when last changed
+    "running", "running_since",  # tokens in the waves being scored, and when the latest of them started
+    "speed_tokens", "speed_busy_s", "clock",  # decayed tokens scored, decayed busy seconds, when last changed
+    "unsettled_busy_s",  # busy seconds since the last wave ended, counted in the speed when the next one ends
 )
 _STATE = struct.Struct(f"{len(_COUNTERS)}d")
+BYTES_PER_TOKEN_AT_START = 4.0  # about right for Latin scripts, until tokenized requests tell
+ESTIMATE_HALF_LIFE_TOKENS = 50_000.0
 
 
 def is_batch(request) -> bool:
@@ -64,15 +76,35 @@ def is_batch(request) -> bool:
         return False
 
 
-def _state_prefix(scorer_name: str, server_pid=None) -> str:
-    return os.path.join(STATE_DIR, f"polyrank-{server_pid or os.getppid()}-{scorer_name}")
+def _server_key(pid: int) -> str:
+    """The process id and its start time (clock ticks after boot): a later server that gets a
+    killed one's pid must not take over its counts."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return f"{pid}.{stat.read().rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return str(pid)
+
+
+def _state_prefix(scorer_name: str) -> str:
+    return os.path.join(STATE_DIR, f"polyrank-{_server_key(os.getppid())}-{scorer_name}")
 
 
 def remove_server_state(server_pid: int) -> None:
     """Removes a stopped server's files (a killed model process cannot remove its own)."""
-    for path in glob.glob(_state_prefix("*", server_pid)):
+    for path in glob.glob(os.path.join(STATE_DIR, f"polyrank-{server_pid}[.-]*")):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def remove_stale_state() -> None:
+    """Removes the files of servers no longer running (killed, so never stopped)."""
+    for path in glob.glob(os.path.join(STATE_DIR, "polyrank-*-*.counts")):
+        key = os.path.basename(path)[len("polyrank-"):].split("-", 1)[0]
+        pid = key.split(".", 1)[0]
+        if pid.isdigit() and _server_key(int(pid)) != key:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 class PipelineCounts:
@@ -100,55 +132,88 @@ class PipelineCounts:
 
 
 def _advance_busy_clock(counts, now: float) -> None:
-    """Adds the time since the last change to the busy seconds if the pipeline had work then,
-    decaying what was measured before. Admitted pairs not yet received count as work for at
-    most IDLE_S: an idle scorer takes waiting work at once, so longer means they were dropped."""
+    """Adds the time since the last change to the unsettled busy seconds if the pipeline had
+    work then. Admitted tokens not yet received count as work for at most IDLE_S: an idle
+    scorer takes waiting work at once, so longer means they were dropped."""
     elapsed = now - counts["clock"] if counts["clock"] else 0.0
     counts["clock"] = now
     if counts["received_all"] > counts["scored_all"]:
-        busy_s = elapsed
+        counts["unsettled_busy_s"] += elapsed
     elif counts["admitted"] > counts["received"]:
-        busy_s = min(elapsed, IDLE_S)
-    else:
-        return
+        counts["unsettled_busy_s"] += min(elapsed, IDLE_S)
+
+
+def _settle_speed(counts, tokens_scored: float) -> None:
+    """At a wave's end: the busy time since the last one and the tokens scored join the speed,
+    decaying what was measured before. (Settled only at a wave's end, so the speed never
+    counts a running wave's time without its tokens.)"""
+    busy_s, counts["unsettled_busy_s"] = counts["unsettled_busy_s"], 0.0
     decay = 0.5 ** (busy_s / SPEED_HALF_LIFE_S)
-    counts["speed_pairs"] *= decay
+    counts["speed_tokens"] = counts["speed_tokens"] * decay + tokens_scored
     counts["speed_busy_s"] = counts["speed_busy_s"] * decay + busy_s
 
 
-def _pairs_per_s(counts):
+def _tokens_per_s(counts):
     """The measured speed, or None before anything was scored."""
-    if counts["speed_pairs"] > 0 and counts["speed_busy_s"] > 0:
-        return counts["speed_pairs"] / counts["speed_busy_s"]
+    if counts["speed_tokens"] > 0 and counts["speed_busy_s"] > 0:
+        return counts["speed_tokens"] / counts["speed_busy_s"]
     return None
 
 
 class ScorerSide:
-    """What the scorer tells admission control: the pairs it receives and those it has scored."""
+    """What the scorer tells admission control: the tokens it receives, and its waves."""
 
     def __init__(self, scorer_name: str):
+        remove_stale_state()
         self.counts = PipelineCounts(scorer_name)
 
-    def received(self, interactive_pairs: int, all_pairs: int) -> None:
+    def received(self, interactive_tokens: int, all_tokens: int) -> None:
         with self.counts.changing() as counts:
-            counts["received"] += interactive_pairs
-            counts["received_all"] += all_pairs
+            counts["received"] += interactive_tokens
+            counts["received_all"] += all_tokens
             counts["last_scorer_activity"] = counts["clock"]
 
-    def scored(self, pairs: int) -> None:
+    def wave_started(self, tokens: int) -> None:
         with self.counts.changing() as counts:
-            counts["scored_all"] += pairs
-            counts["speed_pairs"] += pairs
-            counts["last_scorer_activity"] = counts["clock"]
+            counts["running"] += tokens
+            counts["running_since"] = counts["last_scorer_activity"] = counts["clock"]
 
-    def failed(self, pairs: int) -> None:
-        """Pairs the scorer gave up on: no longer held, and not part of its speed."""
+    def wave_done(self, tokens: int, scored: bool = True) -> None:
+        """A wave scored, or given up on (`scored=False`: no longer held, not part of the speed)."""
         with self.counts.changing() as counts:
-            counts["scored_all"] += pairs
+            counts["running"] = max(0.0, counts["running"] - tokens)
+            counts["scored_all"] += tokens
+            _settle_speed(counts, tokens if scored else 0)
             counts["last_scorer_activity"] = counts["clock"]
 
     def close(self) -> None:
         self.counts.close()
+
+
+class TokenEstimate:
+    """A request's tokens before it is tokenized, from its texts' UTF-8 bytes: per pair the
+    bytes over the bytes per token, at most max_length. The ratio is learned from the pairs
+    tokenized since (those not truncated), a decaying average: scripts differ (about 4 bytes
+    per token in English, fewer in CJK), and so do tokenizers."""
+
+    def __init__(self, max_length: int):
+        self.max_length = max_length
+        self.bytes, self.tokens = BYTES_PER_TOKEN_AT_START * 1000, 1000.0  # a prior worth 1000 tokens
+
+    @staticmethod
+    def pair_bytes(queries, documents) -> list:
+        return [len(query.encode()) + len(document.encode()) for query, document in zip(queries, documents)]
+
+    def tokens_of(self, pair_bytes) -> int:
+        bytes_per_token = self.bytes / self.tokens
+        return sum(min(self.max_length, math.ceil(size / bytes_per_token)) for size in pair_bytes)
+
+    def learn(self, pair_bytes, pair_tokens) -> None:
+        untruncated = [(size, tokens) for size, tokens in zip(pair_bytes, pair_tokens) if tokens < self.max_length]
+        tokens = sum(tokens for _, tokens in untruncated)
+        decay = 0.5 ** (tokens / ESTIMATE_HALF_LIFE_TOKENS)
+        self.bytes = self.bytes * decay + sum(size for size, _ in untruncated)
+        self.tokens = self.tokens * decay + tokens
 
 
 class AdmissionControl:
@@ -158,13 +223,13 @@ class AdmissionControl:
         self.deadline_share = deadline_share
         self.counts = PipelineCounts(scorer_name)
 
-    def pairs_per_s(self):
+    def tokens_per_s(self):
         """The pipeline's measured speed, or None before anything was scored."""
         with self.counts.changing() as counts:
-            return _pairs_per_s(counts)
+            return _tokens_per_s(counts)
 
-    def admit(self, pairs: int, deadline_s: float):
-        """None if admitted (its pairs are then counted as queued), else the rejection message,
+    def admit(self, tokens: int, deadline_s: float):
+        """None if admitted (its tokens are then counted as queued), else the rejection message,
         which ends with the seconds after which a retry would be admitted."""
         with self.counts.changing() as counts:
             now = counts["clock"]
@@ -173,20 +238,28 @@ class AdmissionControl:
             idle = holding <= 0 and now - max(counts["last_admitted"], counts["last_scorer_activity"]) > IDLE_S
             if queued < 0 or (queued > 0 and idle):  # below 0: the scorer's warm-up, never admitted here
                 counts["admitted"], queued = counts["received"], 0  # dropped from the queue, never to arrive
-            ahead = max(0.0, queued) + max(0.0, holding)
-            speed = _pairs_per_s(counts)
-            if ahead > 0 and speed is not None:  # nothing measured yet (or a native scorer): admit
-                wait_s, work_s, budget_s = ahead / speed, pairs / speed, deadline_s * self.deadline_share
+            speed = _tokens_per_s(counts)
+            if speed is not None and holding + queued > 0:  # nothing measured yet (or a native scorer): admit
+                # With several instances the latest wave's start is used for all: it credits less.
+                done = min(counts["running"], (now - counts["running_since"]) * speed)
+                ahead = max(0.0, queued) + max(0.0, holding - done)
+                wait_s, work_s, budget_s = ahead / speed, tokens / speed, deadline_s * self.deadline_share
                 if wait_s + work_s > budget_s:
                     retry_after_s = math.ceil((wait_s + work_s - budget_s) * 10) / 10
                     return (
-                        f"{REJECTION_PREFIX}: {ahead:.0f} pairs are ahead (about {wait_s:.2f} s at {speed:.0f} pairs/s) "
-                        f"and this request's {pairs} take {work_s:.2f} s, more than {self.deadline_share:g} of its "
+                        f"{REJECTION_PREFIX}: {ahead:.0f} tokens are ahead (about {wait_s:.2f} s at {speed:.0f} tokens/s) "
+                        f"and this request's {tokens} take {work_s:.2f} s, more than {self.deadline_share:g} of its "
                         f"{deadline_s:.2f} s deadline; retry after {retry_after_s:.1f} s"
                     )
-            counts["admitted"] += pairs
+            counts["admitted"] += tokens
             counts["last_admitted"] = now
             return None
+
+    def correct(self, tokens: int) -> None:
+        """Adds the difference between admitted requests' real tokens and their estimates."""
+        if tokens:
+            with self.counts.changing() as counts:
+                counts["admitted"] += tokens
 
     def close(self) -> None:
         self.counts.close()

@@ -126,7 +126,7 @@ def test_admission_control_rejects_at_once_what_would_miss_its_deadline(admittin
     background = busy_and_admitted(admitting_server, queued)  # work for about three deadlines is ahead
     with RerankClient(admitting_server.grpc_url, retry_deadline_s=0) as client:
         started = time.perf_counter()
-        with pytest.raises(OverloadedError, match="admission control: .* pairs are ahead .* retry after") as rejected:
+        with pytest.raises(OverloadedError, match="admission control: .* tokens are ahead .* retry after") as rejected:
             client.score("headphones", PRODUCTS, deadline_s=deadline_s)
         assert time.perf_counter() - started < deadline_s / 2  # at once, not at its deadline
         assert rejected.value.retry_after_s > 0

@@ -27,7 +27,9 @@ def small_queue_server(tiny_modernbert_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("overload")
     config = ExportConfig(
         model=str(tiny_modernbert_dir), output=root / "repository", max_length=128,
-        serving=ServingConfig(max_batch_size=PAIRS_PER_REQUEST, max_queue_size=2),
+        # The queue bound alone: admission control (tests/test_deadlines.py) would turn most of
+        # these away before they reach the queue.
+        serving=ServingConfig(max_batch_size=PAIRS_PER_REQUEST, max_queue_size=2, admission_control=False),
     )
     build_repository(config, log=lambda _: None)
     server_config = ServerConfig(

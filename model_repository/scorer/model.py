@@ -8,8 +8,9 @@ then by arrival). They are scored in waves of at most max_pairs_per_wave pairs (
 request is a wave of its own), and each wave's requests are answered as soon as it is done,
 so the first request does not wait for the last. Within a wave all pairs are pooled, sorted
 by real length and run in chunks capped by pairs and by tokens, so a chunk is padded only to
-its own longest member; outputs are then scattered back to their requests. Each wave's
-pairs feed the measured speed that admission control reads (admission.py).
+its own longest member; outputs are then scattered back to their requests. Each wave's start
+and end, in tokens, feed the work ahead and the measured speed that admission control reads
+(admission.py).
 """
 
 import json
@@ -85,22 +86,24 @@ class TritonPythonModel:
                 continue
             accepted.append((request, inputs, lengths))
         self.admission.received(
-            sum(len(lengths) for request, _, lengths in accepted if not is_batch(request)),
-            sum(len(lengths) for _, _, lengths in accepted),
+            sum(int(lengths.sum()) for request, _, lengths in accepted if not is_batch(request)),
+            sum(int(lengths.sum()) for _, _, lengths in accepted),
         )
 
         for wave in _waves(accepted, self.max_pairs_per_wave):
+            tokens = sum(int(lengths.sum()) for _, _, lengths in wave)
+            self.admission.wave_started(tokens)
             try:
                 outputs = self._score(wave)
             except Exception as error:  # every request still gets exactly one answer
+                self.admission.wave_done(tokens, scored=False)
                 for request, _, _ in wave:
                     _answer(request, _error(f"scorer failed: {error}", pb_utils.TritonError.INTERNAL))
-                self.admission.failed(sum(len(lengths) for _, _, lengths in wave))
                 continue
+            self.admission.wave_done(tokens)
             for (request, _, _), request_outputs in zip(wave, outputs):
                 tensor = pb_utils.Tensor(self.output_name, request_outputs.reshape(-1, *self.output_dims))
                 _answer(request, pb_utils.InferenceResponse(output_tensors=[tensor]))
-            self.admission.scored(sum(len(lengths) for _, _, lengths in wave))
         return None
 
     def finalize(self):
@@ -170,7 +173,12 @@ def _waves(accepted, max_pairs):
 
 
 def _answer(request, response):
-    request.get_response_sender().send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+    """Sends a request's one response. A failure to send (the request was cancelled meanwhile)
+    is logged, not raised: the requests after it in this execution still get theirs."""
+    try:
+        request.get_response_sender().send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+    except Exception as error:
+        pb_utils.Logger.log_warn(f"scorer: an answer could not be sent: {error}")
 
 
 def _stack(arrays):

@@ -7,7 +7,8 @@ each request then gets its own output, padded only to its own longest row.
 
 A cross-encoder's tokenizer is its pipeline's entrance: with admission control on, an
 interactive request whose deadline the admitted work ahead of it would exceed is rejected
-here, before it is tokenized (admission.py).
+here, before it is tokenized, its tokens estimated from its texts' bytes; the estimate is
+corrected to the real count once it is tokenized (admission.py).
 """
 
 import os
@@ -17,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 # pair_encoding.py, text_rule.py, artifacts.py and admission.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from admission import AdmissionControl, is_batch  # noqa: E402
+from admission import AdmissionControl, TokenEstimate, is_batch  # noqa: E402
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from pair_encoding import PairEncoder, decode_text  # noqa: E402
 
@@ -45,6 +46,7 @@ class TritonPythonModel:
         self.admission = None
         if parameters.get("admission_control") == "true":
             self.admission = AdmissionControl(parameters["admission_scorer"], float(parameters["admission_deadline_share"]))
+            self.token_estimate = TokenEstimate(int(parameters["max_length"]))
             self.default_deadline_s = float(parameters["admission_default_deadline_s"])
             self.admission_family = pb_utils.MetricFamily(  # must outlive its metrics
                 name="polyrank_admission_requests_total",
@@ -63,6 +65,7 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = [None] * len(requests)
         queries, documents, spans = [], [], []  # single texts travel in `documents`
+        estimates = {}  # position: (each pair's bytes, the tokens admitted for it), with admission control on
         for position, request in enumerate(requests):
             try:
                 if self.single_texts:
@@ -72,10 +75,14 @@ class TritonPythonModel:
             except ValueError as error:
                 responses[position] = _error(str(error), pb_utils.TritonError.INVALID_ARG)
                 continue
-            rejection = self._admission_refusal(request, len(request_documents))
-            if rejection is not None:
-                responses[position] = _error(rejection, pb_utils.TritonError.UNAVAILABLE)
-                continue
+            if self.admission is not None:
+                pair_bytes = TokenEstimate.pair_bytes(request_queries, request_documents)
+                estimate = self.token_estimate.tokens_of(pair_bytes)
+                rejection = self._admission_refusal(request, estimate)
+                if rejection is not None:
+                    responses[position] = _error(rejection, pb_utils.TritonError.UNAVAILABLE)
+                    continue
+                estimates[position] = (pair_bytes, estimate if not is_batch(request) else 0)
             spans.append((position, len(documents), len(documents) + len(request_documents)))
             queries.extend(request_queries)
             documents.extend(request_documents)
@@ -94,19 +101,33 @@ class TritonPythonModel:
                 responses[position] = _error(
                     f"tokenizer failed: {error}", pb_utils.TritonError.INTERNAL
                 )
+            return responses
+        if estimates:
+            self._learn_tokens(estimates, spans, encodings)
         return responses
 
-    def _admission_refusal(self, request, pairs):
+    def _admission_refusal(self, request, tokens):
         """The rejection message if admission control turns this request away, else None.
         Batch-priority work is never turned away here: it waits behind interactive calls
         within its own (longer) queue timeout, and is not counted as work ahead of them."""
-        if self.admission is None or is_batch(request):
+        if is_batch(request):
             return None
         # The call's deadline (0 if it gave none); Triton lets a call shorten the queue timeout, never lengthen it.
         timeout_s = request.timeout() / 1e6
-        refusal = self.admission.admit(pairs, min(timeout_s, self.default_deadline_s) if timeout_s else self.default_deadline_s)
+        refusal = self.admission.admit(tokens, min(timeout_s, self.default_deadline_s) if timeout_s else self.default_deadline_s)
         self.admission_counts["admitted" if refusal is None else "rejected"].increment(1)
         return refusal
+
+    def _learn_tokens(self, estimates, spans, encodings):
+        """Corrects the admitted estimates to the real token counts, and learns bytes per token."""
+        correction = 0
+        for position, start, stop in spans:
+            pair_bytes, admitted_tokens = estimates[position]
+            pair_tokens = [len(encoding.ids) for encoding in encodings[start:stop]]
+            self.token_estimate.learn(pair_bytes, pair_tokens)
+            if admitted_tokens:
+                correction += sum(pair_tokens) - admitted_tokens
+        self.admission.correct(correction)
 
     def _response(self, encodings):
         batch = self.encoder.pad(encodings, self.length_buckets)

@@ -1,6 +1,7 @@
-"""Admission control's arithmetic, without a server: the counts the tokenizer and scorer share,
-the pipeline's measured speed (pairs per busy second), and the rejection message the client
-reads its retry time from. A fake monotonic clock makes the busy time exact."""
+"""Admission control's arithmetic, without a server: the counts the tokenizer and scorer share
+(in tokens), the pipeline's measured speed (tokens per busy second), the running wave's credit,
+the token estimate made before tokenizing, and the rejection message the client reads its retry
+time from. A fake monotonic clock makes the busy time exact."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from polyrank.client.types import OverloadedError, classify, retry_after_s
 from polyrank.model_repository import admission
-from polyrank.model_repository.admission import AdmissionControl, ScorerSide, remove_server_state
+from polyrank.model_repository.admission import AdmissionControl, ScorerSide, TokenEstimate, remove_server_state
 
 
 class Clock:
@@ -32,12 +33,17 @@ def clock(tmp_path, monkeypatch):
     return fake
 
 
-def scorer_at(clock: Clock, pairs_per_s: float) -> ScorerSide:
-    """A scorer that has scored a batch request at `pairs_per_s` for one second."""
+def score_wave(clock: Clock, scorer: ScorerSide, tokens: int, seconds: float, interactive: int = 0) -> None:
+    scorer.received(interactive, tokens)
+    scorer.wave_started(tokens)
+    clock.advance(seconds)
+    scorer.wave_done(tokens)
+
+
+def scorer_at(clock: Clock, tokens_per_s: float) -> ScorerSide:
+    """A scorer that has scored a batch request at `tokens_per_s` for one second."""
     side = ScorerSide("scorer")
-    side.received(0, pairs_per_s)
-    clock.advance(1.0)
-    side.scored(pairs_per_s)
+    score_wave(clock, side, tokens_per_s, 1.0)
     return side
 
 
@@ -47,22 +53,17 @@ def test_nothing_measured_admits_everything():
     assert gate.admit(10_000, deadline_s=0.01) is None
 
 
-def test_speed_is_pairs_per_busy_second_and_follows_recent_work(clock):
-    scorer = scorer_at(clock, 100)
+def test_speed_is_tokens_per_busy_second_and_follows_recent_work(clock):
+    scorer = scorer_at(clock, 1000)
     gate = AdmissionControl("scorer", deadline_share=0.8)
-    assert gate.pairs_per_s() == pytest.approx(100)
+    assert gate.tokens_per_s() == pytest.approx(1000)
     clock.advance(60)  # idle time is not counted
-    assert gate.pairs_per_s() == pytest.approx(100)
-    for _ in range(20):  # 200 busy seconds at 300 pairs/s: the old 100 pairs/s no longer counts
-        scorer.received(0, 3000)
-        clock.advance(10)
-        scorer.scored(3000)
-    assert gate.pairs_per_s() == pytest.approx(300, rel=0.01)
-    other = ScorerSide("other")  # another pipeline's scorer is not counted
-    other.received(0, 1000)
-    clock.advance(1)
-    other.scored(1000)
-    assert gate.pairs_per_s() == pytest.approx(300, rel=0.01)
+    assert gate.tokens_per_s() == pytest.approx(1000)
+    for _ in range(20):  # 200 busy seconds at 3000 tokens/s: the old 1000 tokens/s no longer counts
+        score_wave(clock, scorer, 30_000, 10.0)
+    assert gate.tokens_per_s() == pytest.approx(3000, rel=0.01)
+    score_wave(clock, ScorerSide("other"), 10_000, 1.0)  # another pipeline's scorer is not counted
+    assert gate.tokens_per_s() == pytest.approx(3000, rel=0.01)
 
 
 def test_the_time_between_executions_counts_while_admitted_work_waits(clock):
@@ -70,81 +71,135 @@ def test_the_time_between_executions_counts_while_admitted_work_waits(clock):
     costs: the speed admission control uses is what the pipeline delivers, not the runtime."""
     scorer, gate = ScorerSide("scorer"), AdmissionControl("scorer", 0.8)
     for _ in range(10):
-        assert gate.admit(100, deadline_s=100.0) is None
+        assert gate.admit(1000, deadline_s=100.0) is None
         clock.advance(0.1)  # tokenizing, and on its way to the scorer
-        scorer.received(100, 100)
-        clock.advance(0.4)
-        scorer.scored(100)
+        score_wave(clock, scorer, 1000, 0.4, interactive=1000)
         clock.advance(5)  # idle
-    assert gate.pairs_per_s() == pytest.approx(100 / 0.5, rel=0.01)
+    assert gate.tokens_per_s() == pytest.approx(1000 / 0.5, rel=0.01)
 
 
 def test_instances_share_one_busy_clock(clock):
     first, second, gate = ScorerSide("scorer"), ScorerSide("scorer"), AdmissionControl("scorer", 0.8)
-    first.received(0, 100)
-    second.received(0, 100)  # both score at once
+    for instance in (first, second):  # both score at once
+        instance.received(0, 1000)
+        instance.wave_started(1000)
     clock.advance(1.0)
-    first.scored(100)
-    second.scored(100)
-    assert gate.pairs_per_s() == pytest.approx(200)
+    first.wave_done(1000)
+    second.wave_done(1000)
+    assert gate.tokens_per_s() == pytest.approx(2000)
 
 
 def test_admitted_work_is_ahead_until_the_scorer_has_scored_it(clock):
-    scorer = scorer_at(clock, 100)  # 100 pairs/s
+    scorer = scorer_at(clock, 1000)  # 1000 tokens/s
     gate, other_instance = AdmissionControl("scorer", 0.8), AdmissionControl("scorer", 0.8)
-    assert gate.admit(500, deadline_s=2.0) is None  # nothing ahead: admitted, however large
-    refusal = other_instance.admit(10, deadline_s=2.0)  # 5 s ahead
+    assert gate.admit(5000, deadline_s=2.0) is None  # nothing ahead: admitted, however large
+    refusal = other_instance.admit(100, deadline_s=2.0)  # 5 s ahead
     assert refusal is not None and refusal.startswith(admission.REJECTION_PREFIX)
-    assert "500 pairs are ahead (about 5.00 s at 100 pairs/s)" in refusal
+    assert "5000 tokens are ahead (about 5.00 s at 1000 tokens/s)" in refusal
     assert retry_after_s(refusal) == pytest.approx(5.0 + 0.1 - 1.6)
     assert classify("StatusCode.UNAVAILABLE", f"in ensemble 'rerank', {refusal}") == (OverloadedError, False)
 
-    scorer.received(500, 500)  # the scorer takes it: still ahead while it runs
-    assert gate.admit(10, deadline_s=2.0) is not None
+    scorer.received(5000, 5000)  # the scorer takes it in two waves: ahead until scored
+    scorer.wave_started(4500)
+    assert gate.admit(100, deadline_s=2.0) is not None
     clock.advance(4.5)
-    scorer.scored(450)
-    assert gate.admit(100, deadline_s=2.0) is None  # 50 left + 100 of its own: 1.5 s of 1.6
-    assert gate.admit(20, deadline_s=2.0) is not None  # and that one is now ahead too
+    scorer.wave_done(4500)
+    scorer.wave_started(500)
+    assert gate.admit(1000, deadline_s=2.0) is None  # 500 left + 1000 of its own: 1.5 s of 1.6
+    assert gate.admit(200, deadline_s=2.0) is not None  # and that one is now ahead too
+
+
+def test_the_running_wave_is_credited_with_the_busy_time_since_it_started(clock):
+    scorer = scorer_at(clock, 1000)
+    gate = AdmissionControl("scorer", 0.8)
+    scorer.received(0, 3000)
+    scorer.wave_started(2000)  # a wave of 2000 tokens, then one of 1000 waits in the scorer
+    assert gate.admit(1000, deadline_s=2.0) is not None  # 3 s ahead
+    clock.advance(1.5)  # 1500 of the running 2000 are done: 0.5 + 1 s ahead, + 0.1 s of its own
+    assert gate.admit(100, deadline_s=2.0) is None
+    clock.advance(5)  # running late: the whole wave is credited, never the next one
+    refusal = gate.admit(1000, deadline_s=2.0)
+    assert refusal is not None and "1100 tokens are ahead" in refusal  # the waiting 1000 and the admitted 100
 
 
 def test_batch_work_is_ahead_only_while_the_scorer_holds_it(clock):
-    scorer = scorer_at(clock, 100)
+    scorer = scorer_at(clock, 1000)
     gate = AdmissionControl("scorer", 0.8)
-    scorer.received(0, 100)  # a batch request of 100 pairs (never admitted here) is being scored
-    assert gate.admit(100, deadline_s=2.0) is not None  # 1 s ahead + 1 s of its own > 1.6 s
-    assert gate.admit(50, deadline_s=2.0) is None  # 1 s + 0.5 s
+    scorer.received(0, 1000)  # a batch request of 1000 tokens (never admitted here) waits in the scorer
+    assert gate.admit(1000, deadline_s=2.0) is not None  # 1 s ahead + 1 s of its own > 1.6 s
+    assert gate.admit(500, deadline_s=2.0) is None  # 1 s + 0.5 s
+    scorer.wave_started(1000)
     clock.advance(1.0)
-    scorer.scored(100)  # the batch request is done: only the admitted 50 pairs are ahead
-    assert gate.admit(100, deadline_s=2.0) is None
+    scorer.wave_done(1000)  # the batch request is done: only the admitted 500 tokens are ahead
+    assert gate.admit(1000, deadline_s=2.0) is None
+
+
+def test_estimates_are_corrected_to_the_real_tokens(clock):
+    scorer_at(clock, 1000)
+    gate = AdmissionControl("scorer", 0.8)
+    assert gate.admit(100, deadline_s=2.0) is None  # estimated 100; tokenized, it has 1000
+    gate.correct(900)
+    refusal = gate.admit(700, deadline_s=2.0)
+    assert refusal is not None and "1000 tokens are ahead" in refusal
 
 
 def test_a_failed_wave_is_no_longer_ahead_and_not_counted_as_speed(clock):
-    scorer = scorer_at(clock, 100)
+    scorer = scorer_at(clock, 1000)
     gate = AdmissionControl("scorer", 0.8)
-    scorer.received(0, 1000)
-    assert gate.admit(100, deadline_s=2.0) is not None
+    scorer.received(0, 10_000)
+    scorer.wave_started(10_000)
     clock.advance(0.5)
-    scorer.failed(1000)
-    assert gate.admit(100, deadline_s=2.0) is None
-    decay = 0.5 ** (0.5 / admission.SPEED_HALF_LIFE_S)  # its busy time counted, its pairs not
-    assert gate.pairs_per_s() == pytest.approx(100 * decay / (1 * decay + 0.5))
+    scorer.wave_done(10_000, scored=False)
+    assert gate.admit(1000, deadline_s=2.0) is None
+    decay = 0.5 ** (0.5 / admission.SPEED_HALF_LIFE_S)  # its busy time counted, its tokens not
+    assert gate.tokens_per_s() == pytest.approx(1000 * decay / (1 * decay + 0.5))
 
 
 def test_what_never_reaches_the_scorer_is_forgotten_once_it_is_idle(clock):
-    scorer_at(clock, 100)
+    scorer_at(clock, 1000)
     gate = AdmissionControl("scorer", 0.8)
-    assert gate.admit(100, deadline_s=2.0) is None  # then dropped from the scorer's queue, say
-    assert gate.admit(100, deadline_s=2.0) is not None
+    assert gate.admit(1000, deadline_s=2.0) is None  # then dropped from the scorer's queue, say
+    assert gate.admit(1000, deadline_s=2.0) is not None
     clock.advance(60)
-    assert gate.admit(100, deadline_s=2.0) is None
-    # and the minute it was counted as queued was busy time for at most IDLE_S
-    decay = 0.5 ** (admission.IDLE_S / admission.SPEED_HALF_LIFE_S)
-    assert gate.pairs_per_s() == pytest.approx(100 * decay / (1 * decay + admission.IDLE_S))
+    assert gate.admit(1000, deadline_s=2.0) is None
+    score_wave(clock, ScorerSide("scorer"), 1000, 1.0, interactive=1000)
+    # the minute the dropped tokens were counted as queued was busy time for at most IDLE_S
+    busy_s = admission.IDLE_S + 1.0
+    decay = 0.5 ** (busy_s / admission.SPEED_HALF_LIFE_S)
+    assert gate.tokens_per_s() == pytest.approx((1000 * decay + 1000) / (1 * decay + busy_s))
+
+
+def test_token_estimate_learns_bytes_per_token_and_caps_at_max_length():
+    estimate = TokenEstimate(max_length=64)
+    english = TokenEstimate.pair_bytes(["red shoes"] * 2, ["leather boots, brown, size 42", "x" * 1000])
+    assert english == [9 + 29, 9 + 1000]
+    assert estimate.tokens_of(english) == 10 + 64  # 4 bytes per token to start; the long pair is truncated
+    japanese = TokenEstimate.pair_bytes(["赤い靴"], ["革のブーツ、茶色、サイズ42"])  # 3 bytes a character
+    for _ in range(50):  # the tokenizer found 12 tokens in it each time (not truncated: learned)
+        estimate.learn(japanese, [12])
+    assert estimate.tokens_of(japanese) == pytest.approx(12, abs=1)
+    estimate.learn(TokenEstimate.pair_bytes(["q"], ["y" * 10_000]), [64])  # truncated: teaches nothing
+    assert estimate.tokens_of(japanese) == pytest.approx(12, abs=1)
 
 
 def test_a_stopped_servers_files_are_removed(tmp_path, clock):
-    scorer_at(clock, 100)
+    scorer_at(clock, 1000)
     AdmissionControl("scorer", 0.8).admit(1, 1.0)
     assert len(list(tmp_path.iterdir())) == 1
     remove_server_state(os.getppid())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_servers_counts_are_not_inherited(tmp_path, clock):
+    """A killed server never removes its files; a later one with the same pid must not read
+    its counts (work held forever would reject every request), and a starting scorer removes them."""
+    ours = AdmissionControl("scorer", 0.8)
+    ours.admit(1, 1.0)
+    [current] = tmp_path.iterdir()
+    pid, started = current.name[len("polyrank-"):].split("-", 1)[0].split(".")
+    same_pid_earlier = tmp_path / f"polyrank-{pid}.{int(started) - 1}-scorer.counts"
+    gone = tmp_path / "polyrank-999999999.1-scorer.counts"
+    for stale in (same_pid_earlier, gone):
+        stale.write_bytes(current.read_bytes())
+    ScorerSide("scorer")
+    assert list(tmp_path.iterdir()) == [current]
