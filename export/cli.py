@@ -55,6 +55,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"the same for batch-priority calls ({serving.batch_queue_timeout_s:g} s)")
     parser.add_argument("--admission-control", action=argparse.BooleanOptionalAction, default=serving.admission_control,
                         help="reject an interactive call at once when the queued work would make it miss its deadline (on)")
+    parser.add_argument("--admission-deadline-share", type=float, default=serving.admission_deadline_share,
+                        help="admit a call only if the work ahead and its own fit in this share of its deadline: higher "
+                             f"serves more, and more calls end past their deadline ({serving.admission_deadline_share:g})")
     parser.add_argument("--embedding-dim", type=int, help="two-tower: serve the first N embedding components (default: all)")
 
 
@@ -98,6 +101,7 @@ def config_from_arguments(args: argparse.Namespace) -> ExportConfig:
         serving=ServingConfig(
             max_batch_size=args.max_batch_size, max_queue_size=args.max_queue_size, queue_timeout_s=args.queue_timeout,
             batch_queue_timeout_s=args.batch_queue_timeout, admission_control=args.admission_control,
+            admission_deadline_share=args.admission_deadline_share,
         ),
         precision=args.precision,
         engine=args.engine,
