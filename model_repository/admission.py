@@ -35,9 +35,9 @@ still counted as queued is known to be gone and is cleared.
 The model processes of one server share this through small files in /dev/shm (the temporary
 folder where there is none), named after the tritonserver process (the parent of every model's
 process: its pid and start time) and the scorer, so two servers on one machine never mix, nor
-does a server that gets the pid of a killed one (whose files the next scorer to start removes); a file lock keeps the counts
-whole. Copied next to the tokenizer's and scorer's model.py when a repository is built;
-standard library only.
+does a server that gets the pid of a killed one (whose files the next scorer to start removes);
+a file lock keeps the counts whole. Copied next to the tokenizer's and scorer's model.py when
+a repository is built; standard library only.
 """
 
 import contextlib
@@ -240,7 +240,8 @@ class AdmissionControl:
                 counts["admitted"], queued = counts["received"], 0  # dropped from the queue, never to arrive
             speed = _tokens_per_s(counts)
             if speed is not None and holding + queued > 0:  # nothing measured yet (or a native scorer): admit
-                # With several instances the latest wave's start is used for all: it credits less.
+                # With several scorer instances this is rougher (the latest wave's start, their
+                # speed together); measured with one.
                 done = min(counts["running"], (now - counts["running_since"]) * speed)
                 ahead = max(0.0, queued) + max(0.0, holding - done)
                 wait_s, work_s, budget_s = ahead / speed, tokens / speed, deadline_s * self.deadline_share
