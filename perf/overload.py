@@ -3,7 +3,7 @@ side in one run, on offered load beyond capacity.
 
     .venv/bin/python perf/overload.py [--model DIR] [--precision bf16] [--offered 2,4]
                                       [--duration 120] [--deadline 2] [--candidates 100]
-                                      [--only admission] [--deadline-share 0.8] [--results FILE]
+                                      [--only admission] [--deadline-share 0.9] [--results FILE]
 
 Serves a cross-encoder (default: the trained MiniLM from perf/trained_teacher.py, exported at
 --precision) on the embedded Triton in two configurations, one after the other:
@@ -14,8 +14,7 @@ that capacity, requests of --candidates products arriving at that steady rate fo
 seconds (open loop), each with a --deadline that travels to Triton: how many are answered, and
 within the deadline (goodput), how fast rejections come back, and the recovery afterwards (from
 the last arrival until a request is served at normal latency again, and until such a request
-was sent). Writes
-perf/results/overload.json.
+was sent). Writes perf/results/overload.json.
 """
 
 from __future__ import annotations
