@@ -30,6 +30,8 @@ from polyrank.server import EmbeddedTritonServer, ServerConfig  # noqa: E402
 
 LOOPBACK = ("127.", "localhost:", "[::1]:")
 USER_CLASSES = {"grpc": "RerankUser", "http": "HttpRerankUser"}
+# The Locust row of calls rejected at capacity: the "rerank" row holds the calls the server took.
+REJECTED_ROW = "rerank: rejected at capacity"
 
 
 def main(argv=None) -> int:

@@ -20,6 +20,7 @@ grpc_gevent.init_gevent()
 from locust import FastHttpUser, User, constant, task  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perf.load import REJECTED_ROW  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
 from polyrank.client import OverloadedError, RerankClient  # noqa: E402
 
@@ -28,7 +29,6 @@ MIN_CANDIDATES, MAX_CANDIDATES = 20, 200
 _user_seeds = itertools.count()
 
 
-REJECTED = "rerank: rejected at capacity"  # its own row: the "rerank" row holds the calls the server took
 MAX_BACKOFF_S = 5.0
 
 
@@ -61,7 +61,7 @@ class RerankUser(User):
             if len(ranked) != candidates:
                 raise RuntimeError(f"got {len(ranked)} results for {candidates} candidates")
         except OverloadedError as exception:
-            error, name = exception, REJECTED
+            error, name = exception, REJECTED_ROW
             self.backoff_s = min(exception.retry_after_s or 0.5, MAX_BACKOFF_S)
         except Exception as exception:  # every outcome is reported, none is lost
             error = exception

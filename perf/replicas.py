@@ -23,11 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from perf.load import duration_seconds  # noqa: E402
+from perf.load import REJECTED_ROW, duration_seconds  # noqa: E402
 from perf.run_facts import run_facts  # noqa: E402
 
 RESULTS = ROOT / "perf" / "results"
-REJECTED = "rerank: rejected at capacity"  # the Locust row perf/locustfile.py reports rejections in
 
 
 def main() -> int:
@@ -46,7 +45,7 @@ def main() -> int:
                         "--results", str(RESULTS), "--name", name], check=False)
         with open(RESULTS / f"{name}_stats.csv", newline="") as stream:
             rows = {row["Name"]: row for row in csv.DictReader(stream)}
-        taken, rejected = rows.get("rerank"), rows.get(REJECTED)
+        taken, rejected = rows.get("rerank"), rows.get(REJECTED_ROW)
         answered = int(taken["Request Count"]) - int(taken["Failure Count"]) if taken else 0
         seconds = duration_seconds(args.duration)
         run = {"replicas": replicas, "answered": answered, "failed": int(taken["Failure Count"]) if taken else 0,

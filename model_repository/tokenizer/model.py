@@ -78,11 +78,14 @@ class TritonPythonModel:
             if self.admission is not None:
                 pair_bytes = TokenEstimate.pair_bytes(request_queries, request_documents)
                 estimate = self.token_estimate.tokens_of(pair_bytes)
-                rejection = self._admission_refusal(request, estimate)
+                # Batch-priority work is never turned away here: it waits behind interactive calls
+                # within its own (longer) queue timeout, and is not counted as work ahead of them.
+                interactive = not is_batch(request)
+                rejection = self._admission_refusal(request, estimate) if interactive else None
                 if rejection is not None:
                     responses[position] = _error(rejection, pb_utils.TritonError.UNAVAILABLE)
                     continue
-                estimates[position] = (pair_bytes, estimate if not is_batch(request) else 0)
+                estimates[position] = (pair_bytes, estimate if interactive else 0)
             spans.append((position, len(documents), len(documents) + len(request_documents)))
             queries.extend(request_queries)
             documents.extend(request_documents)
@@ -107,11 +110,7 @@ class TritonPythonModel:
         return responses
 
     def _admission_refusal(self, request, tokens):
-        """The rejection message if admission control turns this request away, else None.
-        Batch-priority work is never turned away here: it waits behind interactive calls
-        within its own (longer) queue timeout, and is not counted as work ahead of them."""
-        if is_batch(request):
-            return None
+        """The rejection message if admission control turns this interactive request away, else None."""
         # The call's deadline (0 if it gave none); Triton lets a call shorten the queue timeout, never lengthen it.
         timeout_s = request.timeout() / 1e6
         refusal = self.admission.admit(tokens, min(timeout_s, self.default_deadline_s) if timeout_s else self.default_deadline_s)
