@@ -325,7 +325,7 @@ def _write_models(
 def write_python_scorer(folder: Path, fields: dict) -> None:
     """The embedded server's scorer (a cross-encoder's or a tower's): its code beside the
     model files already in `folder`/1, and its config."""
-    for source in ("scorer/model.py", "runtimes.py", "artifacts.py", "admission.py"):
+    for source in ("scorer/model.py", "runtimes.py", "artifacts.py", "admission.py", "scorer_queue.py"):
         copy_resource(source, folder / "1" / Path(source).name)
     render("scorer/config.pbtxt", folder / "config.pbtxt", fields)
 

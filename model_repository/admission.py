@@ -7,9 +7,10 @@ make theirs. On an idle scorer every request is admitted, however large.
 Work is counted in tokens, the unit the scorer's time follows (a 100-product request takes
 from 0.8 to 2 s on one CPU, depending on its texts' lengths), and it is counted, not guessed:
 the tokenizer counts the interactive tokens it admits, the scorer the interactive tokens it
-receives and all the tokens it receives and has scored, so
+receives into its queue (scorer_queue.py), all the tokens it holds (batch ones from when their
+wave starts) and those it has scored or dropped, so
 
-    ahead = (admitted - received)             interactive tokens queued between the two
+    ahead = (admitted - received)             interactive tokens on their way between the two
           + (received_all - scored_all)       tokens the scorer holds now, batch ones included
           - done                              the part of the running waves already scored
 
@@ -27,10 +28,10 @@ runtime does alone (that was up to 1.5 times more on a loaded 2-core machine, an
 requests then missed their deadlines). Several scorer instances share one busy clock, so their
 speed is the pipeline's together.
 
-Batch-priority tokens that wait are not ahead of an interactive request: Triton serves
-interactive ones first. A request Triton drops from the scorer's queue (its deadline passed) is
+Batch-priority tokens that wait are not ahead of an interactive request: the scorer serves
+interactive ones first. A request Triton drops on its way to the scorer (its deadline passed) is
 never received: once the scorer has been idle for a while with nothing newly admitted, what is
-still counted as queued is known to be gone and is cleared.
+still counted as on its way is known to be gone and is cleared.
 
 The model processes of one server share this through small files in /dev/shm (the temporary
 folder where there is none), named after the tritonserver process (the parent of every model's
@@ -173,8 +174,11 @@ class ScorerSide:
             counts["received_all"] += all_tokens
             counts["last_scorer_activity"] = counts["clock"]
 
-    def wave_started(self, tokens: int) -> None:
+    def wave_started(self, tokens: int, newly_held: int = 0) -> None:
+        """A wave of `tokens` starts; `newly_held` of them (batch work, which waited without
+        being counted as ahead of interactive requests) are counted as held from now."""
         with self.counts.changing() as counts:
+            counts["received_all"] += newly_held
             counts["running"] += tokens
             counts["running_since"] = counts["last_scorer_activity"] = counts["clock"]
 
@@ -185,6 +189,13 @@ class ScorerSide:
             counts["scored_all"] += tokens
             _settle_speed(counts, tokens if scored else 0)
             counts["last_scorer_activity"] = counts["clock"]
+
+    def dropped(self, tokens: int) -> None:
+        """Held tokens that will not be scored (their deadline passed while they waited, or the call was cancelled)."""
+        if tokens:
+            with self.counts.changing() as counts:
+                counts["scored_all"] += tokens
+                counts["last_scorer_activity"] = counts["clock"]
 
     def close(self) -> None:
         self.counts.close()

@@ -117,6 +117,10 @@ def test_a_deadline_shorter_than_the_queue_wait_is_dropped_unscored(queueing_ser
     background.shutdown()
     time.sleep(one_request)  # had the dropped request reached the scorer, it would have run by now
     assert scorer_token_counts(queueing_server.metrics_url)["real"] - before == 4 * tokens_per_request
+    # the background requests waited in the scorer's own queue, which Triton's queue time cannot see
+    line = 'polyrank_scorer_queue_duration_us{model="scorer",priority="interactive"} '
+    metrics = requests.get(queueing_server.metrics_url, timeout=10).text.splitlines()
+    assert sum(float(row[len(line):]) for row in metrics if row.startswith(line)) > 1e6 * one_request
 
 
 def test_admission_control_rejects_at_once_what_would_miss_its_deadline(admitting_server):

@@ -2,29 +2,35 @@
 (a cross-encoder's SCORES [1] per pair, or a two-tower encoder's EMBEDDINGS [dim] per text)
 with the runtime its config names (runtimes.py: ONNX Runtime, or OpenVINO in bf16 / f32).
 
-The dynamic batcher hands over several requests at once (inputs are ragged: each request
-is padded to its own longest pair), in the order they are due (interactive before batch,
-then by arrival). They are scored in waves of at most max_pairs_per_wave pairs (a larger
-request is a wave of its own), and each wave's requests are answered as soon as it is done,
-so the first request does not wait for the last. Within a wave all pairs are pooled, sorted
-by real length and run in chunks capped by pairs and by tokens, so a chunk is padded only to
-its own longest member; outputs are then scattered back to their requests. Each wave's start
-and end, in tokens, feed the work ahead and the measured speed that admission control reads
-(admission.py).
+execute only checks the requests Triton hands over and puts them in the scorer's own queue
+(scorer_queue.py: why Triton's queue is not used for waiting), then returns; a worker thread
+scores them. Inputs are ragged: each request is padded to its own longest pair. The worker
+takes waves of at most max_pairs_per_wave pairs (a larger request is a wave of its own),
+interactive requests before batch ones, and answers each wave's requests as soon as it is
+done. Within a wave all pairs are pooled, sorted by real length and run in chunks capped by
+pairs and by tokens, so a chunk is padded only to its own longest member; outputs are then
+scattered back to their requests. The queue keeps the config's queue policies: a request whose
+deadline (the call's, or the policy's timeout) passes while it waits is answered "Request
+timeout expired" unscored, and one that finds its priority's queue full "Exceeds maximum queue
+size", as Triton would. What is queued and each wave's start and end, in tokens, feed the
+work ahead and the measured speed that admission control reads (admission.py).
 """
 
 import json
 import os
 import sys
+import threading
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-# artifacts.py, runtimes.py and admission.py are copied next to this file when the repository is built.
+# artifacts.py, runtimes.py, admission.py and scorer_queue.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from admission import ScorerSide, is_batch  # noqa: E402
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from runtimes import MODEL_FILES, RuntimeSetupError, open_runtime  # noqa: E402
+from scorer_queue import ScorerQueue, Waiting  # noqa: E402
 
 REQUIRED_PARAMETERS = (
     "runtime",
@@ -73,40 +79,103 @@ class TritonPythonModel:
         )
         self.real_tokens = self.token_family.Metric(labels={"kind": "real", "model": args["model_name"]})
         self.computed_tokens = self.token_family.Metric(labels={"kind": "computed", "model": args["model_name"]})
+        # Time waited in the scorer's own queue, which Triton's nv_inference_queue_duration_us cannot see.
+        self.queue_family = pb_utils.MetricFamily(
+            name="polyrank_scorer_queue_duration_us",
+            description="Cumulative microseconds requests waited in the Python scorer's own queue",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self.queue_duration_us = {
+            batch: self.queue_family.Metric(labels={"model": args["model_name"], "priority": "batch" if batch else "interactive"})
+            for batch in (False, True)
+        }
+        self.timeouts_s, max_sizes = _queue_policies(config)
+        self.queue = ScorerQueue(max_sizes)
+        self.worker = threading.Thread(target=self._score_queued, name="scorer", daemon=True)
+        self.worker.start()
 
     def execute(self, requests):
-        # Every request is answered through its response sender (execute returns None), so
-        # each wave's requests get their answers while later waves are still being scored.
-        accepted = []  # (request, {input name: [rows, width]}, lengths)
+        # Every request is answered through its response sender, by the worker thread once
+        # scored (execute returns None at once), or here if it is malformed or finds its queue full.
+        arrived = time.monotonic()
+        entries = []
         for request in requests:
             try:
                 inputs, lengths = self._read_inputs(request)
             except ValueError as error:
                 _answer(request, _error(str(error), pb_utils.TritonError.INVALID_ARG))
                 continue
-            accepted.append((request, inputs, lengths))
-        self.admission.received(
-            sum(int(lengths.sum()) for request, _, lengths in accepted if not is_batch(request)),
-            sum(int(lengths.sum()) for _, _, lengths in accepted),
-        )
-
-        for wave in _waves(accepted, self.max_pairs_per_wave):
-            tokens = sum(int(lengths.sum()) for _, _, lengths in wave)
-            self.admission.wave_started(tokens)
-            try:
-                outputs = self._score(wave)
-            except Exception as error:  # every request still gets exactly one answer
-                self.admission.wave_done(tokens, scored=False)
-                for request, _, _ in wave:
-                    _answer(request, _error(f"scorer failed: {error}", pb_utils.TritonError.INTERNAL))
-                continue
-            self.admission.wave_done(tokens)
-            for (request, _, _), request_outputs in zip(wave, outputs):
-                tensor = pb_utils.Tensor(self.output_name, request_outputs.reshape(-1, *self.output_dims))
-                _answer(request, pb_utils.InferenceResponse(output_tensors=[tensor]))
+            batch = is_batch(request)
+            entries.append(Waiting(request, inputs, lengths, batch, arrived, arrived + self._timeout_s(request, batch)))
+        refused = self.queue.put(entries)
+        for entry in refused:
+            _answer(entry.request, _error(
+                f"Exceeds maximum queue size: {self.queue.max_size[entry.batch]} "
+                f"{'batch' if entry.batch else 'interactive'} requests already wait for the scorer",
+                pb_utils.TritonError.UNAVAILABLE))
+        # Batch work waiting is not ahead of interactive requests: it is counted when its wave starts.
+        interactive_tokens = sum(entry.tokens for entry in entries if not entry.batch and entry not in refused)
+        self.admission.received(interactive_tokens, interactive_tokens)
         return None
 
+    def _timeout_s(self, request, batch):
+        """Seconds the request may wait: its call's deadline, which may shorten its priority's
+        queue timeout but never lengthen it (Triton's rule for allow_timeout_override)."""
+        default_s = self.timeouts_s[batch]
+        call_s = request.timeout() / 1e6
+        return min(call_s, default_s) if call_s else default_s
+
+    def _score_queued(self):
+        """The worker thread: scores waves from the queue until finalize closes it. It must not
+        die: requests would then wait unanswered, so a failure answers its wave and goes on."""
+        while True:
+            taken = self.queue.next_wave(self.max_pairs_per_wave)
+            if taken is None:
+                return
+            try:
+                self._take(*taken)
+            except Exception as error:
+                pb_utils.Logger.log_error(f"scorer: a wave failed outside the runtime: {error}")
+                for entry in [*taken[0], *taken[1]]:  # those already answered are logged again, not raised
+                    _answer(entry.request, _error(f"scorer failed: {error}", pb_utils.TritonError.INTERNAL))
+
+    def _take(self, wave, expired):
+        """Answers what expired or was cancelled, and scores the rest of the wave."""
+        now = time.monotonic()
+        for entry in [*wave, *expired]:
+            self.queue_duration_us[entry.batch].increment((now - entry.arrived) * 1e6)
+        for entry in expired:
+            _answer(entry.request, _error(
+                f"Request timeout expired: waited {now - entry.arrived:.2f} s in the scorer's queue; not scored",
+                pb_utils.TritonError.UNAVAILABLE))
+        self.admission.dropped(sum(entry.tokens for entry in expired if not entry.batch))
+        cancelled = [entry for entry in wave if entry.request.is_cancelled()]
+        for entry in cancelled:
+            _answer(entry.request, _error("cancelled before it was scored", pb_utils.TritonError.CANCELLED))
+        self.admission.dropped(sum(entry.tokens for entry in cancelled if not entry.batch))
+        wave = [entry for entry in wave if entry not in cancelled]
+        if wave:
+            self._score_wave(wave)
+
+    def _score_wave(self, wave):
+        tokens = sum(entry.tokens for entry in wave)
+        self.admission.wave_started(tokens, newly_held=sum(entry.tokens for entry in wave if entry.batch))
+        try:
+            outputs = self._score(wave)
+        except Exception as error:  # every request still gets exactly one answer
+            self.admission.wave_done(tokens, scored=False)
+            for entry in wave:
+                _answer(entry.request, _error(f"scorer failed: {error}", pb_utils.TritonError.INTERNAL))
+            return
+        self.admission.wave_done(tokens)
+        for entry, request_outputs in zip(wave, outputs):
+            tensor = pb_utils.Tensor(self.output_name, request_outputs.reshape(-1, *self.output_dims))
+            _answer(entry.request, pb_utils.InferenceResponse(output_tensors=[tensor]))
+
     def finalize(self):
+        for entry in self.queue.close():
+            _answer(entry.request, _error("the scorer is unloading; not scored", pb_utils.TritonError.UNAVAILABLE))
+        self.worker.join()  # its current wave is answered first
         self.admission.close()
 
     def _read_inputs(self, request):
@@ -142,9 +211,9 @@ class TritonPythonModel:
 
     def _score(self, wave):
         """Runs all rows of a wave's requests; returns one float32 array [rows, ...] per request."""
-        pooled = {name: _stack([inputs[name] for _, inputs, _ in wave]) for name in self.input_names}
+        pooled = {name: _stack([entry.inputs[name] for entry in wave]) for name in self.input_names}
         pooled["INPUT_IDS"][pooled["ATTENTION_MASK"] == 0] = self.pad_id
-        lengths = np.concatenate([lengths for _, _, lengths in wave])
+        lengths = np.concatenate([entry.lengths for entry in wave])
         outputs = np.empty((len(lengths), *self.output_dims), dtype=np.float32)
         order = np.argsort(lengths, kind="stable")
         computed = 0
@@ -155,21 +224,19 @@ class TritonPythonModel:
             computed += width * len(chunk)
         self.real_tokens.increment(int(lengths.sum()))
         self.computed_tokens.increment(computed)
-        request_ends = np.cumsum([len(lengths) for _, _, lengths in wave])[:-1]
+        request_ends = np.cumsum([entry.pairs for entry in wave])[:-1]
         return np.split(outputs, request_ends)
 
 
-def _waves(accepted, max_pairs):
-    """Splits the requests, in order, into runs of at most max_pairs pairs (at least one request each)."""
-    wave, pairs = [], 0
-    for item in accepted:
-        if wave and pairs + len(item[2]) > max_pairs:
-            yield wave
-            wave, pairs = [], 0
-        wave.append(item)
-        pairs += len(item[2])
-    if wave:
-        yield wave
+def _queue_policies(config):
+    """From the config's dynamic_batching: ({batch: timeout in s}, {batch: max queued requests}),
+    batch work being priority level 2 (no limit where a policy sets none)."""
+    batching = config.get("dynamic_batching", {})
+    policies = {False: batching.get("default_queue_policy", {}),
+                True: batching.get("priority_queue_policy", {}).get("2", batching.get("default_queue_policy", {}))}
+    timeouts = {batch: int(policy.get("default_timeout_microseconds", 0)) / 1e6 or float("inf") for batch, policy in policies.items()}
+    sizes = {batch: int(policy.get("max_queue_size", 0)) or float("inf") for batch, policy in policies.items()}
+    return timeouts, sizes
 
 
 def _answer(request, response):

@@ -203,3 +203,22 @@ def test_a_killed_servers_counts_are_not_inherited(tmp_path, clock):
         stale.write_bytes(current.read_bytes())
     ScorerSide("scorer")
     assert list(tmp_path.iterdir()) == [current]
+
+
+def test_waiting_batch_work_is_ahead_only_once_its_wave_starts_and_dropped_work_not_at_all(clock):
+    scorer = scorer_at(clock, 1000)  # 1000 tokens/s
+    gate = AdmissionControl("scorer", 0.8)
+    scorer.received(0, 0)  # 5000 batch tokens wait in the scorer's queue: not ahead
+    assert gate.admit(1000, deadline_s=2.0) is None
+    scorer.received(1000, 1000)
+    scorer.wave_started(1000)
+    clock.advance(1.0)
+    scorer.wave_done(1000)
+    scorer.wave_started(5000, newly_held=5000)  # the batch wave starts: 5 s ahead now
+    assert gate.admit(100, deadline_s=2.0) is not None
+    clock.advance(5.0)
+    scorer.wave_done(5000)
+    assert gate.admit(1000, deadline_s=2.0) is None
+    scorer.received(1000, 1000)  # its deadline passes in the scorer's queue: dropped, never scored
+    scorer.dropped(1000)
+    assert gate.admit(1500, deadline_s=2.0) is None  # nothing ahead: 1.5 s of its own
