@@ -40,7 +40,7 @@ class ServingConfig:
         max_pairs_per_run, max_tokens_per_run: caps on one scorer run (pairs, padded tokens).
         max_pairs_per_wave: the scorer answers the requests of one execution in waves of at
             most this many pairs, so early requests are not held until the last is scored.
-        max_queue_size: requests each model's queue holds per priority; more are rejected at once.
+        max_queue_size: requests the scorer's queue holds per priority; more are rejected at once.
         queue_timeout_s: the default deadline of an interactive call that gives none: it waits
             no longer in a queue, and admission control judges it by this deadline. A call's
             own deadline may only be shorter (Triton's rule).
