@@ -15,10 +15,11 @@ wave starts) and those it has scored or dropped, so
           - done                              the part of the running waves already scored
 
 where `done` is the busy time since the running waves started at the measured speed, at most
-their tokens. Divided by the speed, `ahead` is the expected wait. Since admission comes before
-tokenizing, a request's own tokens are estimated from its texts' UTF-8 bytes (TokenEstimate:
-bytes per token learned from the requests tokenized so far), and corrected to the real count
-once it is tokenized.
+their tokens. Divided by the speed, `ahead` is the expected wait. A request's own tokens are
+counted once it is tokenized; before that, a lower bound of them, from its texts' UTF-8 bytes
+(TokenEstimate: bytes per token learned from the requests tokenized so far), lets a request
+that could not fit even then be turned away without being tokenized (most rejections under
+overload: the work ahead alone is too much).
 
 The speed is tokens scored per second of busy time, a decaying average: the pipeline is busy
 whenever the scorer holds tokens or admitted ones are on their way to it, so the time between
@@ -66,6 +67,10 @@ _COUNTERS = (
 _STATE = struct.Struct(f"{len(_COUNTERS)}d")
 BYTES_PER_TOKEN_AT_START = 4.0  # about right for Latin scripts, until tokenized requests tell
 ESTIMATE_HALF_LIFE_TOKENS = 50_000.0
+# Real counts of 100-product requests were 0.53-1.43 times the estimate (perf/overload.py's
+# workload, English-vocabulary MiniLM on multilingual products): too loose to admit on, so the
+# estimate only turns away early what would not fit even at half of it.
+ESTIMATE_LOWER_BOUND = 0.5
 
 
 def is_batch(request) -> bool:
@@ -219,6 +224,10 @@ class TokenEstimate:
         bytes_per_token = self.bytes / self.tokens
         return sum(min(self.max_length, math.ceil(size / bytes_per_token)) for size in pair_bytes)
 
+    def at_least(self, pair_bytes) -> int:
+        """A lower bound of the tokens: a share of the estimate no request went below."""
+        return math.floor(self.tokens_of(pair_bytes) * ESTIMATE_LOWER_BOUND)
+
     def learn(self, pair_bytes, pair_tokens) -> None:
         untruncated = [(size, tokens) for size, tokens in zip(pair_bytes, pair_tokens) if tokens < self.max_length]
         tokens = sum(tokens for _, tokens in untruncated)
@@ -228,7 +237,7 @@ class TokenEstimate:
 
 
 class AdmissionControl:
-    """The tokenizer's side: admit() decides for one interactive request."""
+    """The tokenizer's side: refuse_early() before tokenizing, admit() after, for one interactive request."""
 
     def __init__(self, scorer_name: str, deadline_share: float):
         self.deadline_share = deadline_share
@@ -239,39 +248,47 @@ class AdmissionControl:
         with self.counts.changing() as counts:
             return _tokens_per_s(counts)
 
-    def admit(self, tokens: int, deadline_s: float):
-        """None if admitted (its tokens are then counted as queued), else the rejection message,
-        which ends with the seconds after which a retry would be admitted."""
+    def refuse_early(self, at_least_tokens: int, deadline_s: float):
+        """Before tokenizing: the rejection message if even `at_least_tokens` (a lower bound of
+        the request's tokens) would not be done in time, else None (nothing is counted)."""
         with self.counts.changing() as counts:
-            now = counts["clock"]
-            holding = counts["received_all"] - counts["scored_all"]
-            queued = counts["admitted"] - counts["received"]
-            idle = holding <= 0 and now - max(counts["last_admitted"], counts["last_scorer_activity"]) > IDLE_S
-            if queued < 0 or (queued > 0 and idle):  # below 0: the scorer's warm-up, never admitted here
-                counts["admitted"], queued = counts["received"], 0  # dropped from the queue, never to arrive
-            speed = _tokens_per_s(counts)
-            if speed is not None and holding + queued > 0:  # nothing measured yet (or a native scorer): admit
-                # With several scorer instances this is rougher (the latest wave's start, their
-                # speed together); measured with one.
-                done = min(counts["running"], (now - counts["running_since"]) * speed)
-                ahead = max(0.0, queued) + max(0.0, holding - done)
-                wait_s, work_s, budget_s = ahead / speed, tokens / speed, deadline_s * self.deadline_share
-                if wait_s + work_s > budget_s:
-                    retry_after_s = math.ceil((wait_s + work_s - budget_s) * 10) / 10
-                    return (
-                        f"{REJECTION_PREFIX}: {ahead:.0f} tokens are ahead (about {wait_s:.2f} s at {speed:.0f} tokens/s) "
-                        f"and this request's {tokens} take {work_s:.2f} s, more than {self.deadline_share:g} of its "
-                        f"{deadline_s:.2f} s deadline; retry after {retry_after_s:.1f} s"
-                    )
-            counts["admitted"] += tokens
-            counts["last_admitted"] = now
-            return None
+            return self._refusal(counts, at_least_tokens, deadline_s, at_least=True)
 
-    def correct(self, tokens: int) -> None:
-        """Adds the difference between admitted requests' real tokens and their estimates."""
-        if tokens:
-            with self.counts.changing() as counts:
+    def admit(self, tokens: int, deadline_s: float):
+        """After tokenizing: None if admitted (its tokens are then counted as on their way to
+        the scorer), else the rejection message, which ends with the seconds after which a
+        retry would be admitted."""
+        with self.counts.changing() as counts:
+            refusal = self._refusal(counts, tokens, deadline_s)
+            if refusal is None:
                 counts["admitted"] += tokens
+                counts["last_admitted"] = counts["clock"]
+            return refusal
+
+    def _refusal(self, counts, tokens, deadline_s, at_least=False):
+        now = counts["clock"]
+        holding = counts["received_all"] - counts["scored_all"]
+        queued = counts["admitted"] - counts["received"]
+        idle = holding <= 0 and now - max(counts["last_admitted"], counts["last_scorer_activity"]) > IDLE_S
+        if queued < 0 or (queued > 0 and idle):  # below 0: the scorer's warm-up, never admitted here
+            counts["admitted"], queued = counts["received"], 0  # dropped on the way, never to arrive
+        speed = _tokens_per_s(counts)
+        if speed is None or holding + queued <= 0:  # nothing measured yet (or a native scorer), or idle: admit
+            return None
+        # With several scorer instances this is rougher (the latest wave's start, their speed
+        # together); measured with one.
+        done = min(counts["running"], (now - counts["running_since"]) * speed)
+        ahead = max(0.0, queued) + max(0.0, holding - done)
+        wait_s, work_s, budget_s = ahead / speed, tokens / speed, deadline_s * self.deadline_share
+        if wait_s + work_s <= budget_s:
+            return None
+        retry_after_s = math.ceil((wait_s + work_s - budget_s) * 10) / 10
+        own = f"at least {tokens} tokens take at least" if at_least else f"{tokens} take"
+        return (
+            f"{REJECTION_PREFIX}: {ahead:.0f} tokens are ahead (about {wait_s:.2f} s at {speed:.0f} tokens/s) "
+            f"and this request's {own} {work_s:.2f} s, more than {self.deadline_share:g} of its "
+            f"{deadline_s:.2f} s deadline; retry after {retry_after_s:.1f} s"
+        )
 
     def close(self) -> None:
         self.counts.close()

@@ -7,8 +7,8 @@ each request then gets its own output, padded only to its own longest row.
 
 A cross-encoder's tokenizer is its pipeline's entrance: with admission control on, an
 interactive request whose deadline the admitted work ahead of it would exceed is rejected
-here, before it is tokenized, its tokens estimated from its texts' bytes; the estimate is
-corrected to the real count once it is tokenized (admission.py).
+here: before it is tokenized if even a lower bound of its tokens (from its texts' bytes) would
+not fit, else on its real tokens, once tokenized (admission.py).
 """
 
 import os
@@ -65,7 +65,7 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = [None] * len(requests)
         queries, documents, spans = [], [], []  # single texts travel in `documents`
-        estimates = {}  # position: (each pair's bytes, the tokens admitted for it), with admission control on
+        judged = {}  # position: (each pair's bytes, its deadline; None for batch work), with admission control on
         for position, request in enumerate(requests):
             try:
                 if self.single_texts:
@@ -77,15 +77,15 @@ class TritonPythonModel:
                 continue
             if self.admission is not None:
                 pair_bytes = TokenEstimate.pair_bytes(request_queries, request_documents)
-                estimate = self.token_estimate.tokens_of(pair_bytes)
                 # Batch-priority work is never turned away here: it waits behind interactive calls
                 # within its own (longer) queue timeout, and is not counted as work ahead of them.
-                interactive = not is_batch(request)
-                rejection = self._admission_refusal(request, estimate) if interactive else None
-                if rejection is not None:
-                    responses[position] = _error(rejection, pb_utils.TritonError.UNAVAILABLE)
-                    continue
-                estimates[position] = (pair_bytes, estimate if interactive else 0)
+                deadline_s = None if is_batch(request) else self._deadline_s(request)
+                if deadline_s is not None:
+                    refusal = self.admission.refuse_early(self.token_estimate.at_least(pair_bytes), deadline_s)
+                    if refusal is not None:
+                        responses[position] = self._rejected(refusal)
+                        continue
+                judged[position] = (pair_bytes, deadline_s)
             spans.append((position, len(documents), len(documents) + len(request_documents)))
             queries.extend(request_queries)
             documents.extend(request_documents)
@@ -97,36 +97,38 @@ class TritonPythonModel:
                 encodings = self.encoder.encode_texts(documents)
             else:
                 encodings = self.encoder.encode(queries, documents)
-            for position, start, stop in spans:
-                responses[position] = self._response(encodings[start:stop])
         except Exception as error:  # one bad batch must still answer every request
             for position, _, _ in spans:
                 responses[position] = _error(
                     f"tokenizer failed: {error}", pb_utils.TritonError.INTERNAL
                 )
             return responses
-        if estimates:
-            self._learn_tokens(estimates, spans, encodings)
+        for position, start, stop in spans:
+            refusal = self._admission_refusal(*judged[position], encodings[start:stop]) if position in judged else None
+            responses[position] = self._rejected(refusal) if refusal else self._response(encodings[start:stop])
         return responses
 
-    def _admission_refusal(self, request, tokens):
-        """The rejection message if admission control turns this interactive request away, else None."""
-        # The call's deadline (0 if it gave none); Triton lets a call shorten the queue timeout, never lengthen it.
+    def _deadline_s(self, request):
+        """An interactive call's deadline: its own, if it gave one; Triton lets a call shorten
+        the queue timeout, never lengthen it."""
         timeout_s = request.timeout() / 1e6
-        refusal = self.admission.admit(tokens, min(timeout_s, self.default_deadline_s) if timeout_s else self.default_deadline_s)
-        self.admission_counts["admitted" if refusal is None else "rejected"].increment(1)
+        return min(timeout_s, self.default_deadline_s) if timeout_s else self.default_deadline_s
+
+    def _admission_refusal(self, pair_bytes, deadline_s, encodings):
+        """Learns bytes per token from a tokenized request and, for an interactive one, decides
+        on its real tokens: the rejection message, or None (admitted, and counted as such)."""
+        pair_tokens = [len(encoding.ids) for encoding in encodings]
+        self.token_estimate.learn(pair_bytes, pair_tokens)
+        if deadline_s is None:
+            return None
+        refusal = self.admission.admit(sum(pair_tokens), deadline_s)
+        if refusal is None:
+            self.admission_counts["admitted"].increment(1)
         return refusal
 
-    def _learn_tokens(self, estimates, spans, encodings):
-        """Corrects the admitted estimates to the real token counts, and learns bytes per token."""
-        correction = 0
-        for position, start, stop in spans:
-            pair_bytes, admitted_tokens = estimates[position]
-            pair_tokens = [len(encoding.ids) for encoding in encodings[start:stop]]
-            self.token_estimate.learn(pair_bytes, pair_tokens)
-            if admitted_tokens:
-                correction += sum(pair_tokens) - admitted_tokens
-        self.admission.correct(correction)
+    def _rejected(self, refusal):
+        self.admission_counts["rejected"].increment(1)
+        return _error(refusal, pb_utils.TritonError.UNAVAILABLE)
 
     def _response(self, encodings):
         batch = self.encoder.pad(encodings, self.length_buckets)

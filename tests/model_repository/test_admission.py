@@ -134,13 +134,17 @@ def test_batch_work_is_ahead_only_while_the_scorer_holds_it(clock):
     assert gate.admit(1000, deadline_s=2.0) is None
 
 
-def test_estimates_are_corrected_to_the_real_tokens(clock):
+def test_the_early_check_counts_nothing_and_refuses_only_what_cannot_fit_even_then(clock):
     scorer_at(clock, 1000)
     gate = AdmissionControl("scorer", 0.8)
-    assert gate.admit(100, deadline_s=2.0) is None  # estimated 100; tokenized, it has 1000
-    gate.correct(900)
-    refusal = gate.admit(700, deadline_s=2.0)
-    assert refusal is not None and "1000 tokens are ahead" in refusal
+    assert gate.admit(1000, deadline_s=2.0) is None  # 1 s ahead from now on
+    assert gate.refuse_early(500, deadline_s=2.0) is None  # 1.5 s of 1.6: may fit
+    assert gate.refuse_early(500, deadline_s=2.0) is None  # and nothing was counted for it
+    refusal = gate.refuse_early(700, deadline_s=2.0)
+    assert "this request's at least 700 tokens take at least 0.70 s" in refusal
+    assert retry_after_s(refusal) == pytest.approx(0.1)
+    assert gate.admit(700, deadline_s=2.0) is not None  # tokenized: its real 700 do not fit
+    assert gate.admit(600, deadline_s=2.0) is None
 
 
 def test_a_failed_wave_is_no_longer_ahead_and_not_counted_as_speed(clock):
@@ -178,6 +182,7 @@ def test_token_estimate_learns_bytes_per_token_and_caps_at_max_length():
     for _ in range(50):  # the tokenizer found 12 tokens in it each time (not truncated: learned)
         estimate.learn(japanese, [12])
     assert estimate.tokens_of(japanese) == pytest.approx(12, abs=1)
+    assert estimate.at_least(japanese) == pytest.approx(12 * admission.ESTIMATE_LOWER_BOUND, abs=1)
     estimate.learn(TokenEstimate.pair_bytes(["q"], ["y" * 10_000]), [64])  # truncated: teaches nothing
     assert estimate.tokens_of(japanese) == pytest.approx(12, abs=1)
 
