@@ -97,15 +97,14 @@ class TritonPythonModel:
                 encodings = self.encoder.encode_texts(documents)
             else:
                 encodings = self.encoder.encode(queries, documents)
+            for position, start, stop in spans:
+                refusal = self._admission_refusal(*judged[position], encodings[start:stop]) if position in judged else None
+                responses[position] = self._rejected(refusal) if refusal else self._response(encodings[start:stop])
         except Exception as error:  # one bad batch must still answer every request
             for position, _, _ in spans:
                 responses[position] = _error(
                     f"tokenizer failed: {error}", pb_utils.TritonError.INTERNAL
                 )
-            return responses
-        for position, start, stop in spans:
-            refusal = self._admission_refusal(*judged[position], encodings[start:stop]) if position in judged else None
-            responses[position] = self._rejected(refusal) if refusal else self._response(encodings[start:stop])
         return responses
 
     def _deadline_s(self, request):
