@@ -14,7 +14,8 @@ that capacity, requests of --candidates products arriving at that steady rate fo
 seconds (open loop), each with a --deadline that travels to Triton: how many are answered, and
 within the deadline (goodput), how fast rejections come back, and the recovery afterwards (from
 the last arrival until a request is served at normal latency again, and until such a request
-was sent). Writes perf/results/overload.json.
+was sent; the probes carry normal latency as their deadline, so one that would wait behind the
+backlog does not hold up the next). Writes perf/results/overload.json.
 """
 
 from __future__ import annotations
@@ -161,16 +162,17 @@ def offered_load(client, workload, requests_per_s: float, duration_s: float, dea
 
 
 def recovered_after(client, workload, normal_latency_s: float, since: float, give_up_s: float = 60.0):
-    """Probe requests sent one after another from `since` (with no deadline of their own, so
-    the default): {"recovery_s": seconds until one is answered within normal latency,
-    "recovered_for_new_requests_s": seconds until that one was sent}, None if none is within
-    give_up_s. The first includes the probe's own time (about 1 s for 100 products here); the
-    second is when a new request first met normal latency again."""
+    """Probe requests sent one after another from `since`, each with normal latency as its
+    deadline, so a probe that would wait behind the backlog is turned away (or dropped) instead
+    of holding up the next probe: {"recovery_s": seconds until one is answered within normal
+    latency, "recovered_for_new_requests_s": seconds until that one was sent}, None if none is
+    within give_up_s. The first includes the probe's own time (about 1 s for 100 products
+    here); the second is when a new request first met normal latency again."""
     while time.perf_counter() - since < give_up_s:
         request = workload[0]
         sent = time.perf_counter()
         try:
-            client.score(request.query, list(request.products))
+            client.score(request.query, list(request.products), deadline_s=normal_latency_s)
         except (OverloadedError, DeadlineExceededError):
             time.sleep(0.05)
             continue
