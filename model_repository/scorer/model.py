@@ -107,15 +107,18 @@ class TritonPythonModel:
                 continue
             batch = is_batch(request)
             entries.append(Waiting(request, inputs, lengths, batch, arrived, arrived + self._timeout_s(request, batch)))
+        # Counted as received before the worker can take them: a wave scored before it was counted
+        # as received would leave its tokens looking on their way, ahead of the caller's next request.
+        # Batch work waiting is not ahead of interactive requests: it is counted when its wave starts.
+        interactive_tokens = sum(entry.tokens for entry in entries if not entry.batch)
+        self.admission.received(interactive_tokens, interactive_tokens)
         refused = self.queue.put(entries)
         for entry in refused:
             _answer(entry.request, _error(
                 f"Exceeds maximum queue size: {self.queue.max_size[entry.batch]} "
                 f"{'batch' if entry.batch else 'interactive'} requests already wait for the scorer",
                 pb_utils.TritonError.UNAVAILABLE))
-        # Batch work waiting is not ahead of interactive requests: it is counted when its wave starts.
-        interactive_tokens = sum(entry.tokens for entry in entries if not entry.batch and entry not in refused)
-        self.admission.received(interactive_tokens, interactive_tokens)
+        self.admission.dropped(sum(entry.tokens for entry in refused if not entry.batch))
         return None
 
     def _timeout_s(self, request, batch):
