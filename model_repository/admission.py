@@ -139,14 +139,17 @@ class PipelineCounts:
 
 def _advance_busy_clock(counts, now: float) -> None:
     """Adds the time since the last change to the unsettled busy seconds if the pipeline had
-    work then. Admitted tokens not yet received count as work for at most IDLE_S: an idle
-    scorer takes waiting work at once, so longer means they were dropped."""
-    elapsed = now - counts["clock"] if counts["clock"] else 0.0
+    work then. Admitted tokens not yet received count as work until IDLE_S after the last
+    admission: an idle scorer takes waiting work at once, so longer means they were dropped.
+    (Counted per change instead, a dropped request's tokens added up to IDLE_S at every change
+    until the next admission: the likely reason a fresh clone's test session measured the tiny
+    model at 186 tokens/s and rejected a call's second chunk behind its first.)"""
+    previous = counts["clock"] or now
     counts["clock"] = now
     if counts["received_all"] > counts["scored_all"]:
-        counts["unsettled_busy_s"] += elapsed
+        counts["unsettled_busy_s"] += now - previous
     elif counts["admitted"] > counts["received"]:
-        counts["unsettled_busy_s"] += min(elapsed, IDLE_S)
+        counts["unsettled_busy_s"] += max(0.0, min(now, counts["last_admitted"] + IDLE_S) - previous)
 
 
 def _settle_speed(counts, tokens_scored: float) -> None:

@@ -176,8 +176,10 @@ class TritonPythonModel:
             _answer(entry.request, pb_utils.InferenceResponse(output_tensors=[tensor]))
 
     def finalize(self):
-        for entry in self.queue.close():
+        left = self.queue.close()
+        for entry in left:
             _answer(entry.request, _error("the scorer is unloading; not scored", pb_utils.TritonError.UNAVAILABLE))
+        self.admission.dropped(sum(entry.tokens for entry in left if not entry.batch))
         self.worker.join()  # its current wave is answered first
         self.admission.close()
 

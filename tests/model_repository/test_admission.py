@@ -227,3 +227,16 @@ def test_waiting_batch_work_is_ahead_only_once_its_wave_starts_and_dropped_work_
     scorer.received(1000, 1000)  # its deadline passes in the scorer's queue: dropped, never scored
     scorer.dropped(1000)
     assert gate.admit(1500, deadline_s=2.0) is None  # nothing ahead: 1.5 s of its own
+
+
+def test_work_dropped_on_its_way_counts_as_busy_once_not_at_every_change(clock):
+    scorer = scorer_at(clock, 1000)
+    gate = AdmissionControl("scorer", 0.8)
+    assert gate.admit(1000, deadline_s=2.0) is None  # then dropped before the scorer, say
+    for _ in range(10):  # other changes to the counts (a batch wave elsewhere in time, metrics reads)
+        clock.advance(30)
+        gate.tokens_per_s()
+    score_wave(clock, scorer, 1000, 1.0)
+    busy_s = admission.IDLE_S + 1.0  # not 10 x IDLE_S
+    decay = 0.5 ** (busy_s / admission.SPEED_HALF_LIFE_S)
+    assert gate.tokens_per_s() == pytest.approx((1000 * decay + 1000) / (1 * decay + busy_s))
