@@ -82,6 +82,13 @@ def is_batch(request) -> bool:
         return False
 
 
+def deadline_s(request, default_s: float) -> float:
+    """Seconds a request may wait: its call's deadline, which may shorten the queue's default
+    but never lengthen it (Triton's rule for allow_timeout_override)."""
+    call_s = request.timeout() / 1e6
+    return min(call_s, default_s) if call_s else default_s
+
+
 def _server_key(pid: int) -> str:
     """The process id and its start time (clock ticks after boot): a later server that gets a
     killed one's pid must not take over its counts."""

@@ -27,7 +27,7 @@ import triton_python_backend_utils as pb_utils
 
 # artifacts.py, runtimes.py, admission.py and scorer_queue.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from admission import ScorerSide, is_batch  # noqa: E402
+from admission import ScorerSide, deadline_s, is_batch  # noqa: E402
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from runtimes import MODEL_FILES, RuntimeSetupError, open_runtime  # noqa: E402
 from scorer_queue import ScorerQueue, Waiting  # noqa: E402
@@ -106,27 +106,22 @@ class TritonPythonModel:
                 _answer(request, _error(str(error), pb_utils.TritonError.INVALID_ARG))
                 continue
             batch = is_batch(request)
-            entries.append(Waiting(request, inputs, lengths, batch, arrived, arrived + self._timeout_s(request, batch)))
+            entries.append(Waiting(request, inputs, lengths, batch, arrived, arrived + deadline_s(request, self.timeouts_s[batch])))
         # Counted as received before the worker can take them: a wave scored before it was counted
         # as received would leave its tokens looking on their way, ahead of the caller's next request.
         # Batch work waiting is not ahead of interactive requests: it is counted when its wave starts.
         interactive_tokens = sum(entry.tokens for entry in entries if not entry.batch)
         self.admission.received(interactive_tokens, interactive_tokens)
-        refused = self.queue.put(entries)
-        for entry in refused:
-            _answer(entry.request, _error(
-                f"Exceeds maximum queue size: {self.queue.max_size[entry.batch]} "
-                f"{'batch' if entry.batch else 'interactive'} requests already wait for the scorer",
-                pb_utils.TritonError.UNAVAILABLE))
-        self.admission.dropped(sum(entry.tokens for entry in refused if not entry.batch))
+        self._unscored(self.queue.put(entries), pb_utils.TritonError.UNAVAILABLE, lambda entry: (
+            f"Exceeds maximum queue size: {self.queue.max_size[entry.batch]} "
+            f"{'batch' if entry.batch else 'interactive'} requests already wait for the scorer"))
         return None
 
-    def _timeout_s(self, request, batch):
-        """Seconds the request may wait: its call's deadline, which may shorten its priority's
-        queue timeout but never lengthen it (Triton's rule for allow_timeout_override)."""
-        default_s = self.timeouts_s[batch]
-        call_s = request.timeout() / 1e6
-        return min(call_s, default_s) if call_s else default_s
+    def _unscored(self, entries, code, message):
+        """Answers each entry with an error, message(entry), and counts its tokens as dropped."""
+        for entry in entries:
+            _answer(entry.request, _error(message(entry), code))
+        self.admission.dropped(sum(entry.tokens for entry in entries if not entry.batch))
 
     def _score_queued(self):
         """The worker thread: scores waves from the queue until finalize closes it. It must not
@@ -147,15 +142,10 @@ class TritonPythonModel:
         now = time.monotonic()
         for entry in [*wave, *expired]:
             self.queue_duration_us[entry.batch].increment((now - entry.arrived) * 1e6)
-        for entry in expired:
-            _answer(entry.request, _error(
-                f"Request timeout expired: waited {now - entry.arrived:.2f} s in the scorer's queue; not scored",
-                pb_utils.TritonError.UNAVAILABLE))
-        self.admission.dropped(sum(entry.tokens for entry in expired if not entry.batch))
+        self._unscored(expired, pb_utils.TritonError.UNAVAILABLE, lambda entry: (
+            f"Request timeout expired: waited {now - entry.arrived:.2f} s in the scorer's queue; not scored"))
         cancelled = [entry for entry in wave if entry.request.is_cancelled()]
-        for entry in cancelled:
-            _answer(entry.request, _error("cancelled before it was scored", pb_utils.TritonError.CANCELLED))
-        self.admission.dropped(sum(entry.tokens for entry in cancelled if not entry.batch))
+        self._unscored(cancelled, pb_utils.TritonError.CANCELLED, lambda entry: "cancelled before it was scored")
         wave = [entry for entry in wave if entry not in cancelled]
         if wave:
             self._score_wave(wave)
@@ -176,10 +166,7 @@ class TritonPythonModel:
             _answer(entry.request, pb_utils.InferenceResponse(output_tensors=[tensor]))
 
     def finalize(self):
-        left = self.queue.close()
-        for entry in left:
-            _answer(entry.request, _error("the scorer is unloading; not scored", pb_utils.TritonError.UNAVAILABLE))
-        self.admission.dropped(sum(entry.tokens for entry in left if not entry.batch))
+        self._unscored(self.queue.close(), pb_utils.TritonError.UNAVAILABLE, lambda entry: "the scorer is unloading; not scored")
         self.worker.join()  # its current wave is answered first
         self.admission.close()
 

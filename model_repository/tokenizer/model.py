@@ -18,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 # pair_encoding.py, text_rule.py, artifacts.py and admission.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from admission import AdmissionControl, TokenEstimate, is_batch  # noqa: E402
+from admission import AdmissionControl, TokenEstimate, deadline_s, is_batch  # noqa: E402
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from pair_encoding import PairEncoder, decode_text  # noqa: E402
 
@@ -79,13 +79,13 @@ class TritonPythonModel:
                 pair_bytes = TokenEstimate.pair_bytes(request_queries, request_documents)
                 # Batch-priority work is never turned away here: it waits behind interactive calls
                 # within its own (longer) queue timeout, and is not counted as work ahead of them.
-                deadline_s = None if is_batch(request) else self._deadline_s(request)
-                if deadline_s is not None:
-                    refusal = self.admission.refuse_early(self.token_estimate.at_least(pair_bytes), deadline_s)
+                deadline = None if is_batch(request) else deadline_s(request, self.default_deadline_s)
+                if deadline is not None:
+                    refusal = self.admission.refuse_early(self.token_estimate.at_least(pair_bytes), deadline)
                     if refusal is not None:
                         responses[position] = self._rejected(refusal)
                         continue
-                judged[position] = (pair_bytes, deadline_s)
+                judged[position] = (pair_bytes, deadline)
             spans.append((position, len(documents), len(documents) + len(request_documents)))
             queries.extend(request_queries)
             documents.extend(request_documents)
@@ -107,20 +107,14 @@ class TritonPythonModel:
                 )
         return responses
 
-    def _deadline_s(self, request):
-        """An interactive call's deadline: its own, if it gave one; Triton lets a call shorten
-        the queue timeout, never lengthen it."""
-        timeout_s = request.timeout() / 1e6
-        return min(timeout_s, self.default_deadline_s) if timeout_s else self.default_deadline_s
-
-    def _admission_refusal(self, pair_bytes, deadline_s, encodings):
+    def _admission_refusal(self, pair_bytes, deadline, encodings):
         """Learns bytes per token from a tokenized request and, for an interactive one, decides
         on its real tokens: the rejection message, or None (admitted, and counted as such)."""
         pair_tokens = [len(encoding.ids) for encoding in encodings]
         self.token_estimate.learn(pair_bytes, pair_tokens)
-        if deadline_s is None:
+        if deadline is None:
             return None
-        refusal = self.admission.admit(sum(pair_tokens), deadline_s)
+        refusal = self.admission.admit(sum(pair_tokens), deadline)
         if refusal is None:
             self.admission_counts["admitted"].increment(1)
         return refusal
