@@ -9,7 +9,8 @@ build/bench/repository) on --replicas embedded Triton servers (the gRPC users sp
 calls over them round robin; for --protocol http, the HTTP API in front of the first) and stops
 them afterwards. Writes
 Locust's CSV and HTML reports and a one-paragraph summary to --results (perf/results/).
-Exits non-zero if any request failed.
+Calls rejected at capacity (admission control) have their own row and are counted apart from
+failures (errors, wrong answers); exits non-zero if any request failed.
 """
 
 from __future__ import annotations
@@ -82,16 +83,22 @@ def main(argv=None) -> int:
 
 
 def summarize(prefix: Path, users: int, duration: str, host: str) -> str:
-    """One paragraph from Locust's aggregated statistics row."""
+    """One paragraph from Locust's statistics: all calls, the rejected ones, and the latency of
+    those the server took (a rejection's few milliseconds would flatter it)."""
     with open(f"{prefix}_stats.csv", newline="", encoding="utf-8") as stream:
         rows = {row["Name"]: row for row in csv.DictReader(stream)}
-    total = rows["Aggregated"]
+    total, taken = rows["Aggregated"], rows.get("rerank")
     requests, failures = int(total["Request Count"]), int(total["Failure Count"])
+    rejected = int(rows[REJECTED_ROW]["Request Count"]) if REJECTED_ROW in rows else 0
+    latency = (
+        f"latency of the calls taken median {taken['50%']} ms, p95 {taken['95%']} ms, p99 {taken['99%']} ms, "
+        f"max {float(taken['Max Response Time']):.0f} ms" if taken else "no call was taken"
+    )
     return (
         f"Locust, {users} users for {duration} against {host} (rerank of 20-200 candidates per request): "
-        f"{requests} requests, {failures} failures, {float(total['Requests/s']):.2f} requests/s; "
-        f"latency median {total['50%']} ms, p95 {total['95%']} ms, p99 {total['99%']} ms, "
-        f"max {float(total['Max Response Time']):.0f} ms. Reports: {prefix.name}_stats.csv, {prefix.name}.html."
+        f"{requests} requests, {failures} failures, {rejected} rejected at capacity, "
+        f"{float(total['Requests/s']):.2f} requests/s; {latency}. "
+        f"Reports: {prefix.name}_stats.csv, {prefix.name}.html."
     )
 
 

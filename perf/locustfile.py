@@ -17,7 +17,7 @@ import grpc.experimental.gevent as grpc_gevent
 
 grpc_gevent.init_gevent()
 
-from locust import FastHttpUser, User, constant, task  # noqa: E402
+from locust import FastHttpUser, User, task  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perf.load import REJECTED_ROW  # noqa: E402
@@ -32,18 +32,28 @@ _user_seeds = itertools.count()
 MAX_BACKOFF_S = 5.0
 
 
-class RerankUser(User):
-    """One search frontend calling `rerank` back to back; told the server is at capacity, it
-    waits the time the server asked for (OverloadedError.retry_after_s, at most 5 s) first."""
+class BacksOff:
+    """Told the server is at capacity, a user waits the time the server asked for (at most
+    5 s) before its next call. The rejection is reported on its own row (perf/load.REJECTED_ROW),
+    not as a failure: it is admission control doing its job, which the summary counts apart
+    from errors."""
+
+    backoff_s = 0.0
 
     def wait_time(self):
         backoff, self.backoff_s = self.backoff_s, 0.0
         return backoff
 
+    def back_off(self, retry_after_s):
+        self.backoff_s = min(retry_after_s or 0.5, MAX_BACKOFF_S)
+
+
+class RerankUser(BacksOff, User):
+    """One search frontend calling `rerank` back to back through polyrank's gRPC client."""
+
     def on_start(self):
-        self.backoff_s = 0.0
         self.rng = random.Random(next(_user_seeds))  # reproducible per user
-        # No client-side retries: a call the server could not take shows up as a failure, not
+        # No client-side retries: a call the server could not take shows up as a rejection, not
         # as the latency of waiting out the client's retry window.
         self.client = RerankClient(self.host, timeout_s=120, max_concurrent_requests=1, retry_deadline_s=0)
 
@@ -61,8 +71,8 @@ class RerankUser(User):
             if len(ranked) != candidates:
                 raise RuntimeError(f"got {len(ranked)} results for {candidates} candidates")
         except OverloadedError as exception:
-            error, name = exception, REJECTED_ROW
-            self.backoff_s = min(exception.retry_after_s or 0.5, MAX_BACKOFF_S)
+            name = REJECTED_ROW
+            self.back_off(exception.retry_after_s)
         except Exception as exception:  # every outcome is reported, none is lost
             error = exception
         self.environment.events.request.fire(
@@ -75,10 +85,10 @@ class RerankUser(User):
         )
 
 
-class HttpRerankUser(FastHttpUser):
-    """The same frontend calling the HTTP API's POST /v2/rerank (what Cohere's SDK sends)."""
+class HttpRerankUser(BacksOff, FastHttpUser):
+    """The same frontend calling the HTTP API's POST /v2/rerank (what Cohere's SDK sends); a
+    429 is a rejection at capacity, its Retry-After the wait."""
 
-    wait_time = constant(0)
     network_timeout = connection_timeout = 120.0
 
     def on_start(self):
@@ -90,7 +100,18 @@ class HttpRerankUser(FastHttpUser):
         candidates = self.rng.randint(MIN_CANDIDATES, MAX_CANDIDATES)
         body = {"model": "rerank", "query": request.query, "documents": list(request.products[:candidates])}
         with self.client.post("/v2/rerank", json=body, name="rerank", catch_response=True) as response:
-            if response.status_code != 200:
+            if response.status_code == 429:
+                response.request_meta["name"] = REJECTED_ROW
+                response.success()
+                self.back_off(_seconds(response.headers.get("Retry-After")))
+            elif response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
             elif len(response.json()["results"]) != candidates:
                 response.failure(f"got {len(response.json()['results'])} results for {candidates} candidates")
+
+
+def _seconds(header):
+    try:
+        return float(header)
+    except (TypeError, ValueError):
+        return None
