@@ -5,7 +5,10 @@ waiting out its deadline in a queue and taking the scorer's time from requests t
 make theirs. On an idle scorer every request is admitted, however large.
 
 Work is counted in tokens, the unit the scorer's time follows (a 100-product request takes
-from 0.8 to 2 s on one CPU, depending on its texts' lengths), and it is counted, not guessed:
+from 0.8 to 2 s on one CPU, depending on its texts' lengths): the tokens the scorer computes,
+each of its runs padded to its longest pair (computed_tokens). The padding is 10-20% of a
+request's real tokens, and it varies, so counted in real tokens the time of a wave was off by
+up to 0.10 s, twice as much (traced at twice the capacity). The work is counted, not guessed:
 the tokenizer counts the interactive tokens it admits, the scorer the interactive tokens it
 receives into its queue (scorer_queue.py), all the tokens it holds (batch ones from when their
 wave starts) and those it has scored or dropped, so
@@ -17,7 +20,8 @@ wave starts) and those it has scored or dropped, so
 where `done` is the busy time since the running waves started at the measured speed, at most
 their tokens. Divided by the speed, `ahead` is the expected wait. A request's own tokens are
 counted once it is tokenized; before that, a lower bound of them, from its texts' UTF-8 bytes
-(TokenEstimate: bytes per token learned from the requests tokenized so far), lets a request
+(TokenEstimate: bytes per token learned from the requests tokenized so far; padding only adds
+to it), lets a request
 that could not fit even then be turned away without being tokenized (most rejections under
 overload: the work ahead alone is too much).
 
@@ -214,6 +218,28 @@ class ScorerSide:
 
     def close(self) -> None:
         self.counts.close()
+
+
+def scorer_runs(order, lengths, max_pairs, max_tokens):
+    """How the scorer splits pairs into runtime calls: length-sorted pair indices (`order`) in
+    runs of at most max_pairs pairs and max_tokens padded tokens (the longest member's length
+    x pairs). Defined here so admission counts a request's work as the scorer computes it."""
+    run = []
+    for index in order:
+        width = lengths[index]  # sorted ascending: the newest member is the longest
+        if run and (len(run) >= max_pairs or width * (len(run) + 1) > max_tokens):
+            yield run
+            run = []
+        run.append(index)
+    if run:
+        yield run
+
+
+def computed_tokens(lengths, max_pairs, max_tokens) -> int:
+    """The tokens the scorer computes for one request's pairs (their real lengths) scored on
+    their own: each run padded to its longest pair."""
+    order = sorted(range(len(lengths)), key=lambda index: lengths[index])
+    return int(sum(max(lengths[index] for index in run) * len(run) for run in scorer_runs(order, lengths, max_pairs, max_tokens)))
 
 
 class TokenEstimate:

@@ -24,7 +24,8 @@ import time
 
 @dataclasses.dataclass(eq=False)  # compared by identity: its inputs are arrays
 class Waiting:
-    """One request in the queue: its Triton request, its inputs and each pair's real length."""
+    """One request in the queue: its Triton request, its inputs, each pair's real length, and
+    its work as admission control counts it."""
 
     request: object
     inputs: dict
@@ -32,14 +33,11 @@ class Waiting:
     batch: bool
     arrived: float  # time.monotonic()
     deadline: float
+    work_tokens: int  # the tokens the scorer computes for it (admission.computed_tokens)
 
     @property
     def pairs(self) -> int:
         return len(self.lengths)
-
-    @property
-    def tokens(self) -> int:
-        return int(self.lengths.sum())
 
 
 class ScorerQueue:

@@ -7,7 +7,9 @@ work waits behind interactive calls, so it cannot push an interactive call past 
 
 from __future__ import annotations
 
+import glob
 import math
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,6 +21,7 @@ from polyrank.client import DeadlineExceededError, InvalidRequestError, Overload
 from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig, ServingConfig
 from polyrank.metrics import scorer_token_counts
+from polyrank.model_repository import admission
 from polyrank.server import EmbeddedTritonServer, ServerConfig
 
 PAIRS = 64
@@ -71,6 +74,13 @@ def admission_case(one_request: float) -> tuple[float, int]:
     machine scores."""
     deadline_s = max(1.0, 2 * one_request)
     return deadline_s, min(60, math.ceil(3 * deadline_s / one_request) + 2)
+
+
+def pipeline_counts(server) -> dict:
+    """The counters the server's tokenizer and scorer share (admission.py's file for this server)."""
+    [path] = glob.glob(os.path.join(admission.STATE_DIR, f"polyrank-{server.process.pid}.*-scorer.counts"))
+    with open(path, "rb") as stream:
+        return dict(zip(admission._COUNTERS, admission._STATE.unpack(stream.read(admission._STATE.size))))
 
 
 def admitted_requests(server) -> float:
@@ -147,6 +157,10 @@ def test_admission_control_rejects_at_once_what_would_miss_its_deadline(admittin
     assert scorer_token_counts(admitting_server.metrics_url)["real"] - before == (queued + 1) * tokens_per_request
     metrics = requests.get(admitting_server.metrics_url, timeout=10).text
     assert 'polyrank_admission_requests_total{model="tokenizer",outcome="rejected"} 1' in metrics
+    # the tokenizer counted each admitted request's work as the scorer did: nothing is left on its way
+    counts = pipeline_counts(admitting_server)
+    assert counts["admitted"] == counts["received"] > 0
+    assert counts["received_all"] == counts["scored_all"]
 
 
 def test_batch_work_waits_behind_an_interactive_call(admitting_server):

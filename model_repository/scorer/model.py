@@ -27,7 +27,7 @@ import triton_python_backend_utils as pb_utils
 
 # artifacts.py, runtimes.py, admission.py and scorer_queue.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from admission import ScorerSide, deadline_s, is_batch  # noqa: E402
+from admission import ScorerSide, computed_tokens, deadline_s, is_batch, scorer_runs  # noqa: E402
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from runtimes import MODEL_FILES, RuntimeSetupError, open_runtime  # noqa: E402
 from scorer_queue import ScorerQueue, Waiting  # noqa: E402
@@ -106,11 +106,13 @@ class TritonPythonModel:
                 _answer(request, _error(str(error), pb_utils.TritonError.INVALID_ARG))
                 continue
             batch = is_batch(request)
-            entries.append(Waiting(request, inputs, lengths, batch, arrived, arrived + deadline_s(request, self.timeouts_s[batch])))
+            work_tokens = computed_tokens(lengths, self.max_pairs_per_run, self.max_tokens_per_run)
+            deadline = arrived + deadline_s(request, self.timeouts_s[batch])
+            entries.append(Waiting(request, inputs, lengths, batch, arrived, deadline, work_tokens))
         # Counted as received before the worker can take them: a wave scored before it was counted
         # as received would leave its tokens looking on their way, ahead of the caller's next request.
         # Batch work waiting is not ahead of interactive requests: it is counted when its wave starts.
-        interactive_tokens = sum(entry.tokens for entry in entries if not entry.batch)
+        interactive_tokens = sum(entry.work_tokens for entry in entries if not entry.batch)
         self.admission.received(interactive_tokens, interactive_tokens)
         self._unscored(self.queue.put(entries), pb_utils.TritonError.UNAVAILABLE, lambda entry: (
             f"Exceeds maximum queue size: {self.queue.max_size[entry.batch]} "
@@ -121,7 +123,7 @@ class TritonPythonModel:
         """Answers each entry with an error, message(entry), and counts its tokens as dropped."""
         for entry in entries:
             _answer(entry.request, _error(message(entry), code))
-        self.admission.dropped(sum(entry.tokens for entry in entries if not entry.batch))
+        self.admission.dropped(sum(entry.work_tokens for entry in entries if not entry.batch))
 
     def _score_queued(self):
         """The worker thread: scores waves from the queue until finalize closes it. It must not
@@ -151,8 +153,8 @@ class TritonPythonModel:
             self._score_wave(wave)
 
     def _score_wave(self, wave):
-        tokens = sum(entry.tokens for entry in wave)
-        self.admission.wave_started(tokens, newly_held=sum(entry.tokens for entry in wave if entry.batch))
+        tokens = sum(entry.work_tokens for entry in wave)
+        self.admission.wave_started(tokens, newly_held=sum(entry.work_tokens for entry in wave if entry.batch))
         try:
             outputs = self._score(wave)
         except Exception as error:  # every request still gets exactly one answer
@@ -209,7 +211,7 @@ class TritonPythonModel:
         outputs = np.empty((len(lengths), *self.output_dims), dtype=np.float32)
         order = np.argsort(lengths, kind="stable")
         computed = 0
-        for chunk in _chunks(order, lengths, self.max_pairs_per_run, self.max_tokens_per_run):
+        for chunk in scorer_runs(order, lengths, self.max_pairs_per_run, self.max_tokens_per_run):
             width = int(lengths[chunk].max())  # the chunk is padded only to its own longest pair
             feed = {name: np.ascontiguousarray(array[chunk, :width]) for name, array in pooled.items()}
             outputs[chunk] = self.runtime.run(feed).reshape(len(chunk), *self.output_dims)
@@ -248,20 +250,6 @@ def _stack(arrays):
         stacked[start : start + len(array), : array.shape[1]] = array
         start += len(array)
     return stacked
-
-
-def _chunks(order, lengths, max_pairs, max_tokens):
-    """Splits length-sorted pair indices into runs of at most max_pairs pairs and
-    max_tokens padded tokens (width of the longest member x pairs)."""
-    chunk = []
-    for index in order:
-        width = lengths[index]  # sorted ascending: the newest member is the longest
-        if chunk and (len(chunk) >= max_pairs or width * (len(chunk) + 1) > max_tokens):
-            yield chunk
-            chunk = []
-        chunk.append(index)
-    if chunk:
-        yield chunk
 
 
 def _error(message, code):

@@ -18,13 +18,16 @@ import triton_python_backend_utils as pb_utils
 
 # pair_encoding.py, text_rule.py, artifacts.py and admission.py are copied next to this file when the repository is built.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from admission import AdmissionControl, TokenEstimate, deadline_s, is_batch  # noqa: E402
+from admission import AdmissionControl, TokenEstimate, computed_tokens, deadline_s, is_batch  # noqa: E402
 from artifacts import ModelSetupError, checked_setup  # noqa: E402
 from pair_encoding import PairEncoder, decode_text  # noqa: E402
 
 REQUIRED_PARAMETERS = ("max_length", "pad_id", "length_buckets")
 # Set by a cross-encoder's tokenizer, not by a two-tower one's.
-OPTIONAL_PARAMETERS = ("admission_control", "admission_scorer", "admission_deadline_share", "admission_default_deadline_s")
+OPTIONAL_PARAMETERS = (
+    "admission_control", "admission_scorer", "admission_deadline_share", "admission_default_deadline_s",
+    "admission_max_pairs_per_run", "admission_max_tokens_per_run",  # the scorer's runs, whose padding is work
+)
 
 
 class TritonPythonModel:
@@ -48,6 +51,7 @@ class TritonPythonModel:
             self.admission = AdmissionControl(parameters["admission_scorer"], float(parameters["admission_deadline_share"]))
             self.token_estimate = TokenEstimate(int(parameters["max_length"]))
             self.default_deadline_s = float(parameters["admission_default_deadline_s"])
+            self.scorer_runs = (int(parameters["admission_max_pairs_per_run"]), int(parameters["admission_max_tokens_per_run"]))
             self.admission_family = pb_utils.MetricFamily(  # must outlive its metrics
                 name="polyrank_admission_requests_total",
                 description="Interactive requests admission control admitted or rejected (server at capacity)",
@@ -109,12 +113,13 @@ class TritonPythonModel:
 
     def _admission_refusal(self, pair_bytes, deadline, encodings):
         """Learns bytes per token from a tokenized request and, for an interactive one, decides
-        on its real tokens: the rejection message, or None (admitted, and counted as such)."""
+        on the tokens the scorer will compute for it: the rejection message, or None (admitted,
+        and counted as such)."""
         pair_tokens = [len(encoding.ids) for encoding in encodings]
         self.token_estimate.learn(pair_bytes, pair_tokens)
         if deadline is None:
             return None
-        refusal = self.admission.admit(sum(pair_tokens), deadline)
+        refusal = self.admission.admit(computed_tokens(pair_tokens, *self.scorer_runs), deadline)
         if refusal is None:
             self.admission_counts["admitted"].increment(1)
         return refusal

@@ -173,6 +173,17 @@ def test_what_never_reaches_the_scorer_is_forgotten_once_it_is_idle(clock):
     assert gate.tokens_per_s() == pytest.approx((1000 * decay + 1000) / (1 * decay + busy_s))
 
 
+def test_work_is_the_tokens_the_scorer_computes_each_run_padded_to_its_longest_pair():
+    lengths = [5, 30, 6, 7, 31, 8]
+    # sorted 5 6 7 | 8 30 31 in runs of 3 pairs: 3 x 7 + 3 x 31
+    assert admission.computed_tokens(lengths, max_pairs=3, max_tokens=1000) == 3 * 7 + 3 * 31
+    # at most 40 padded tokens a run: 5 6 7 | 8 | 30 | 31 (8 30 would be 2 x 30)
+    assert admission.computed_tokens(lengths, max_pairs=3, max_tokens=40) == 3 * 7 + 8 + 30 + 31
+    assert admission.computed_tokens(lengths, max_pairs=1, max_tokens=1000) == sum(lengths)  # no padding
+    runs = list(admission.scorer_runs(sorted(range(6), key=lengths.__getitem__), lengths, 3, 1000))
+    assert runs == [[0, 2, 3], [5, 1, 4]]  # what the scorer runs: indices into its pairs
+
+
 def test_token_estimate_learns_bytes_per_token_and_caps_at_max_length():
     estimate = TokenEstimate(max_length=64)
     english = TokenEstimate.pair_bytes(["red shoes"] * 2, ["leather boots, brown, size 42", "x" * 1000])

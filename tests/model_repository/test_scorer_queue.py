@@ -13,7 +13,7 @@ from polyrank.model_repository.scorer_queue import ScorerQueue, Waiting
 
 
 def waiting(name, pairs=10, batch=False, arrived=0.0, deadline=100.0):
-    return Waiting(name, {}, np.full(pairs, 5), batch, arrived, deadline)
+    return Waiting(name, {}, np.full(pairs, 5), batch, arrived, deadline, work_tokens=5 * pairs)
 
 
 def names(entries):
