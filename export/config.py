@@ -47,8 +47,8 @@ class ServingConfig:
         batch_queue_timeout_s: the same for batch-priority calls, which wait behind interactive ones.
         admission_control: the tokenizer rejects an interactive request at once when the work
             admitted ahead of it and its own would not be done within admission_deadline_share
-            of its deadline (measured pipeline speed; the rest of the deadline covers transfer and
-            estimation error: perf/overload.py measured 0.9 against 0.8, README "Overload").
+            of its deadline (measured pipeline speed, with a margin for its recent variation; the
+            rest of the deadline covers the time outside the scorer: README "Overload").
             Off: requests queue until their deadline.
     """
 

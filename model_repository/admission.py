@@ -33,6 +33,10 @@ runtime does alone (that was up to 1.5 times more on a loaded 2-core machine, an
 requests then missed their deadlines). Several scorer instances share one busy clock, so their
 speed is the pipeline's together.
 
+A request's predicted time (the wait and its own work) is stretched by a margin: DEVIATIONS
+times the recent mean relative error of the waves' predicted times. Small on a steady machine,
+it widens when the speed swings (a shared host's did by 25%) and narrows again after.
+
 Batch-priority tokens that wait are not ahead of an interactive request: the scorer serves
 interactive ones first. A request Triton drops on its way to the scorer (its deadline passed) is
 never received: once the scorer has been idle for a while with nothing newly admitted, what is
@@ -67,6 +71,7 @@ _COUNTERS = (
     "running", "running_since",  # tokens in the waves being scored, and when the latest of them started
     "speed_tokens", "speed_busy_s", "clock",  # decayed tokens scored, decayed busy seconds, when last changed
     "unsettled_busy_s",  # busy seconds since the last wave ended, counted in the speed when the next one ends
+    "speed_deviation",  # decayed mean of how far each wave's time was from its prediction, relative
 )
 _STATE = struct.Struct(f"{len(_COUNTERS)}d")
 BYTES_PER_TOKEN_AT_START = 4.0  # about right for Latin scripts, until tokenized requests tell
@@ -75,6 +80,13 @@ ESTIMATE_HALF_LIFE_TOKENS = 50_000.0
 # workload, English-vocabulary MiniLM on multilingual products): too loose to admit on, so the
 # estimate only turns away early what would not fit even at half of it.
 ESTIMATE_LOWER_BOUND = 0.5
+# A request's predicted time is stretched by this many times the speed's recent deviation (as
+# TCP's retransmission timeout adds 4 deviations to the mean round trip): waves were timed
+# within a few % on a steady machine, but a shared host's speed swung by 25% between runs and
+# within them, and admitted requests then missed their deadlines.
+DEVIATIONS = 4.0
+DEVIATION_WEIGHT = 0.25  # of the latest wave in the deviation (TCP's too)
+DEVIATION_CAP = 1.0  # one wave counts at most this relative error (a stall of the whole machine)
 
 
 def is_batch(request) -> bool:
@@ -168,6 +180,11 @@ def _settle_speed(counts, tokens_scored: float) -> None:
     decaying what was measured before. (Settled only at a wave's end, so the speed never
     counts a running wave's time without its tokens.)"""
     busy_s, counts["unsettled_busy_s"] = counts["unsettled_busy_s"], 0.0
+    speed = _tokens_per_s(counts)
+    if speed is not None and tokens_scored > 0:
+        predicted_s = tokens_scored / speed
+        error = min(DEVIATION_CAP, abs(busy_s - predicted_s) / predicted_s)
+        counts["speed_deviation"] += DEVIATION_WEIGHT * (error - counts["speed_deviation"])
     decay = 0.5 ** (busy_s / SPEED_HALF_LIFE_S)
     counts["speed_tokens"] = counts["speed_tokens"] * decay + tokens_scored
     counts["speed_busy_s"] = counts["speed_busy_s"] * decay + busy_s
@@ -315,15 +332,17 @@ class AdmissionControl:
         # together); measured with one.
         done = min(counts["running"], (now - counts["running_since"]) * speed)
         ahead = max(0.0, queued) + max(0.0, holding - done)
-        wait_s, work_s, budget_s = ahead / speed, tokens / speed, deadline_s * self.deadline_share
+        margin = DEVIATIONS * counts["speed_deviation"]
+        wait_s, work_s = ahead / speed * (1 + margin), tokens / speed * (1 + margin)
+        budget_s = deadline_s * self.deadline_share
         if wait_s + work_s <= budget_s:
             return None
         retry_after_s = math.ceil((wait_s + work_s - budget_s) * 10) / 10
         own = f"at least {tokens} tokens take at least" if at_least else f"{tokens} take"
         return (
-            f"{REJECTION_PREFIX}: {ahead:.0f} tokens are ahead (about {wait_s:.2f} s at {speed:.0f} tokens/s) "
-            f"and this request's {own} {work_s:.2f} s, more than {self.deadline_share:g} of its "
-            f"{deadline_s:.2f} s deadline; retry after {retry_after_s:.1f} s"
+            f"{REJECTION_PREFIX}: {ahead:.0f} tokens are ahead (about {wait_s:.2f} s at {speed:.0f} tokens/s, "
+            f"{margin:.0%} margin for its recent variation) and this request's {own} {work_s:.2f} s, more than "
+            f"{self.deadline_share:g} of its {deadline_s:.2f} s deadline; retry after {retry_after_s:.1f} s"
         )
 
     def close(self) -> None:

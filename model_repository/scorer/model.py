@@ -8,12 +8,13 @@ scores them. Inputs are ragged: each request is padded to its own longest pair. 
 takes waves of at most max_pairs_per_wave pairs (a larger request is a wave of its own),
 interactive requests before batch ones, and answers each wave's requests as soon as it is
 done. Within a wave all pairs are pooled, sorted by real length and run in chunks capped by
-pairs and by tokens, so a chunk is padded only to its own longest member; outputs are then
-scattered back to their requests. The queue keeps the config's queue policies: a request whose
+pairs and by tokens (admission.scorer_runs), so a chunk is padded only to its own longest
+member; outputs are then scattered back to their requests. The queue keeps the config's queue policies: a request whose
 deadline (the call's, or the policy's timeout) passes while it waits is answered "Request
 timeout expired" unscored, and one that finds its priority's queue full "Exceeds maximum queue
-size", as Triton would. What is queued and each wave's start and end, in tokens, feed the
-work ahead and the measured speed that admission control reads (admission.py).
+size", as Triton would. What is queued and each wave's start and end, in the tokens the
+scorer computes (admission.computed_tokens), feed the work ahead and the measured speed that
+admission control reads (admission.py).
 """
 
 import json

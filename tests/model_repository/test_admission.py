@@ -95,7 +95,7 @@ def test_admitted_work_is_ahead_until_the_scorer_has_scored_it(clock):
     assert gate.admit(5000, deadline_s=2.0) is None  # nothing ahead: admitted, however large
     refusal = other_instance.admit(100, deadline_s=2.0)  # 5 s ahead
     assert refusal is not None and refusal.startswith(admission.REJECTION_PREFIX)
-    assert "5000 tokens are ahead (about 5.00 s at 1000 tokens/s)" in refusal
+    assert "5000 tokens are ahead (about 5.00 s at 1000 tokens/s, 0% margin" in refusal  # steady so far
     assert retry_after_s(refusal) == pytest.approx(5.0 + 0.1 - 1.6)
     assert classify("StatusCode.UNAVAILABLE", f"in ensemble 'rerank', {refusal}") == (OverloadedError, False)
 
@@ -107,6 +107,27 @@ def test_admitted_work_is_ahead_until_the_scorer_has_scored_it(clock):
     scorer.wave_started(500)
     assert gate.admit(1000, deadline_s=2.0) is None  # 500 left + 1000 of its own: 1.5 s of 1.6
     assert gate.admit(200, deadline_s=2.0) is not None  # and that one is now ahead too
+
+
+def test_a_speed_that_varies_widens_the_margin_and_a_steady_one_narrows_it_again(clock):
+    scorer = scorer_at(clock, 1000)
+    gate = AdmissionControl("scorer", 0.8)
+    for seconds in (1.3, 0.7, 1.3, 0.7):  # waves of 1000 tokens, each 30% off its prediction
+        score_wave(clock, scorer, 1000, seconds)
+    scorer.received(0, 1000)
+    scorer.wave_started(1000)  # 1 s ahead at the measured 1000 tokens/s
+    refusal = gate.admit(500, deadline_s=2.0)  # 1.5 s of 1.6 would fit, but not with the margin
+    assert refusal is not None and "about 1.0" not in refusal and "% margin for its recent variation" in refusal
+    margin = int(refusal.split("tokens/s, ")[1].split("%")[0]) / 100
+    # four deviations of about 0.3 each, after four waves of weight 0.25 (the speed moves too)
+    assert admission.DEVIATIONS * 0.3 * 0.6 < margin < admission.DEVIATIONS * 0.3
+    clock.advance(1.0)
+    scorer.wave_done(1000)
+    for _ in range(20):  # steady again
+        score_wave(clock, scorer, 1000, 1.0)
+    scorer.received(0, 1000)
+    scorer.wave_started(1000)
+    assert gate.admit(500, deadline_s=2.0) is None
 
 
 def test_the_running_wave_is_credited_with_the_busy_time_since_it_started(clock):
