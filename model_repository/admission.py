@@ -21,9 +21,8 @@ where `done` is the busy time since the running waves started at the measured sp
 their tokens. Divided by the speed, `ahead` is the expected wait. A request's own tokens are
 counted once it is tokenized; before that, a lower bound of them, from its texts' UTF-8 bytes
 (TokenEstimate: bytes per token learned from the requests tokenized so far; padding only adds
-to it), lets a request
-that could not fit even then be turned away without being tokenized (most rejections under
-overload: the work ahead alone is too much).
+to it), lets a request that could not fit even then be turned away without being tokenized
+(most rejections under overload: the work ahead alone is too much).
 
 The speed is tokens scored per second of busy time, a decaying average: the pipeline is busy
 whenever the scorer holds tokens or admitted ones are on their way to it, so the time between
@@ -34,8 +33,9 @@ requests then missed their deadlines). Several scorer instances share one busy c
 speed is the pipeline's together.
 
 A request's predicted time (the wait and its own work) is stretched by a margin: DEVIATIONS
-times the recent mean relative error of the waves' predicted times. Small on a steady machine,
-it widens when the speed swings (a shared host's did by 25%) and narrows again after.
+times the recent mean relative error of the predicted busy time, over windows of about a
+deadline (DEVIATION_WINDOW_S). Small on a steady machine, it widens when the speed swings (a
+shared host's did by 25%) and narrows again after.
 
 Batch-priority tokens that wait are not ahead of an interactive request: the scorer serves
 interactive ones first. A request Triton drops on its way to the scorer (its deadline passed) is
@@ -71,7 +71,8 @@ _COUNTERS = (
     "running", "running_since",  # tokens in the waves being scored, and when the latest of them started
     "speed_tokens", "speed_busy_s", "clock",  # decayed tokens scored, decayed busy seconds, when last changed
     "unsettled_busy_s",  # busy seconds since the last wave ended, counted in the speed when the next one ends
-    "speed_deviation",  # decayed mean of how far each wave's time was from its prediction, relative
+    "speed_deviation",  # decayed mean of how far the busy time of a window was from its prediction, relative
+    "window_busy_s", "window_predicted_s",  # the busy time of the window so far, and what the speed predicted for it
 )
 _STATE = struct.Struct(f"{len(_COUNTERS)}d")
 BYTES_PER_TOKEN_AT_START = 4.0  # about right for Latin scripts, until tokenized requests tell
@@ -85,8 +86,12 @@ ESTIMATE_LOWER_BOUND = 0.5
 # within a few % on a steady machine, but a shared host's speed swung by 25% between runs and
 # within them, and admitted requests then missed their deadlines.
 DEVIATIONS = 4.0
-DEVIATION_WEIGHT = 0.25  # of the latest wave in the deviation (TCP's too)
-DEVIATION_CAP = 1.0  # one wave counts at most this relative error (a stall of the whole machine)
+# The deviation is measured over windows of about a deadline's length of busy time, the horizon
+# a prediction must hold for: the jitter of short waves (a small model's take milliseconds)
+# averages out there, and a slower machine does not.
+DEVIATION_WINDOW_S = 2.0
+DEVIATION_WEIGHT = 0.25  # of the latest window in the deviation (TCP's weight for its latest round trip)
+DEVIATION_CAP = 0.5  # one window counts at most this relative error (a stall of the whole machine)
 
 
 def is_batch(request) -> bool:
@@ -182,9 +187,13 @@ def _settle_speed(counts, tokens_scored: float) -> None:
     busy_s, counts["unsettled_busy_s"] = counts["unsettled_busy_s"], 0.0
     speed = _tokens_per_s(counts)
     if speed is not None and tokens_scored > 0:
-        predicted_s = tokens_scored / speed
-        error = min(DEVIATION_CAP, abs(busy_s - predicted_s) / predicted_s)
-        counts["speed_deviation"] += DEVIATION_WEIGHT * (error - counts["speed_deviation"])
+        counts["window_busy_s"] += busy_s
+        counts["window_predicted_s"] += tokens_scored / speed
+        if counts["window_busy_s"] >= DEVIATION_WINDOW_S:
+            predicted_s = counts["window_predicted_s"]
+            error = min(DEVIATION_CAP, abs(counts["window_busy_s"] - predicted_s) / predicted_s)
+            counts["speed_deviation"] += DEVIATION_WEIGHT * (error - counts["speed_deviation"])
+            counts["window_busy_s"] = counts["window_predicted_s"] = 0.0
     decay = 0.5 ** (busy_s / SPEED_HALF_LIFE_S)
     counts["speed_tokens"] = counts["speed_tokens"] * decay + tokens_scored
     counts["speed_busy_s"] = counts["speed_busy_s"] * decay + busy_s
@@ -256,7 +265,8 @@ def computed_tokens(lengths, max_pairs, max_tokens) -> int:
     """The tokens the scorer computes for one request's pairs (their real lengths) scored on
     their own: each run padded to its longest pair."""
     order = sorted(range(len(lengths)), key=lambda index: lengths[index])
-    return int(sum(max(lengths[index] for index in run) * len(run) for run in scorer_runs(order, lengths, max_pairs, max_tokens)))
+    runs = scorer_runs(order, lengths, max_pairs, max_tokens)
+    return int(sum(max(lengths[index] for index in run) * len(run) for run in runs))
 
 
 class TokenEstimate:

@@ -9,10 +9,10 @@ takes waves of at most max_pairs_per_wave pairs (a larger request is a wave of i
 interactive requests before batch ones, and answers each wave's requests as soon as it is
 done. Within a wave all pairs are pooled, sorted by real length and run in chunks capped by
 pairs and by tokens (admission.scorer_runs), so a chunk is padded only to its own longest
-member; outputs are then scattered back to their requests. The queue keeps the config's queue policies: a request whose
-deadline (the call's, or the policy's timeout) passes while it waits is answered "Request
-timeout expired" unscored, and one that finds its priority's queue full "Exceeds maximum queue
-size", as Triton would. What is queued and each wave's start and end, in the tokens the
+member; outputs are then scattered back to their requests. The queue keeps the config's queue
+policies: a request whose deadline (the call's, or the policy's timeout) passes while it waits
+is answered "Request timeout expired" unscored, and one that finds its priority's queue full
+"Exceeds maximum queue size", as Triton would. What is queued and each wave's start and end, in the tokens the
 scorer computes (admission.computed_tokens), feed the work ahead and the measured speed that
 admission control reads (admission.py).
 """
