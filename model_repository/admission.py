@@ -120,8 +120,8 @@ def _server_key(pid: int) -> str:
         return str(pid)
 
 
-def _state_prefix(scorer_name: str) -> str:
-    return os.path.join(STATE_DIR, f"polyrank-{_server_key(os.getppid())}-{scorer_name}")
+def _state_prefix(scorer_name: str, server_pid: int) -> str:
+    return os.path.join(STATE_DIR, f"polyrank-{_server_key(server_pid)}-{scorer_name}")
 
 
 def remove_server_state(server_pid: int) -> None:
@@ -142,10 +142,12 @@ def remove_stale_state() -> None:
 
 
 class PipelineCounts:
-    """The counters a pipeline's tokenizer and scorer processes share, read and changed under a lock."""
+    """The counters a pipeline's tokenizer and scorer processes share, read and changed under a
+    lock: those of the server that started this process, or of `server_pid`'s (to inspect it)."""
 
-    def __init__(self, scorer_name: str):
-        self.descriptor = os.open(f"{_state_prefix(scorer_name)}.counts", os.O_RDWR | os.O_CREAT, 0o600)
+    def __init__(self, scorer_name: str, server_pid: int = None):
+        prefix = _state_prefix(scorer_name, server_pid or os.getppid())
+        self.descriptor = os.open(f"{prefix}.counts", os.O_RDWR | os.O_CREAT, 0o600)
 
     @contextlib.contextmanager
     def changing(self):
@@ -264,9 +266,9 @@ def scorer_runs(order, lengths, max_pairs, max_tokens):
 def computed_tokens(lengths, max_pairs, max_tokens) -> int:
     """The tokens the scorer computes for one request's pairs (their real lengths) scored on
     their own: each run padded to its longest pair."""
-    order = sorted(range(len(lengths)), key=lambda index: lengths[index])
-    runs = scorer_runs(order, lengths, max_pairs, max_tokens)
-    return int(sum(max(lengths[index] for index in run) * len(run) for run in runs))
+    widths = sorted(map(int, lengths))  # plain ints: per request, numpy scalars cost more than the rest
+    runs = scorer_runs(range(len(widths)), widths, max_pairs, max_tokens)
+    return sum(widths[run[-1]] * len(run) for run in runs)  # sorted: a run's last pair is its longest
 
 
 class TokenEstimate:

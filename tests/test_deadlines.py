@@ -7,9 +7,7 @@ work waits behind interactive calls, so it cannot push an interactive call past 
 
 from __future__ import annotations
 
-import glob
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,7 +19,7 @@ from polyrank.client import DeadlineExceededError, InvalidRequestError, Overload
 from polyrank.export.build_repository import build_repository
 from polyrank.export.config import ExportConfig, ServingConfig
 from polyrank.metrics import scorer_token_counts
-from polyrank.model_repository import admission
+from polyrank.model_repository.admission import PipelineCounts
 from polyrank.server import EmbeddedTritonServer, ServerConfig
 
 PAIRS = 64
@@ -77,10 +75,12 @@ def admission_case(one_request: float) -> tuple[float, int]:
 
 
 def pipeline_counts(server) -> dict:
-    """The counters the server's tokenizer and scorer share (admission.py's file for this server)."""
-    [path] = glob.glob(os.path.join(admission.STATE_DIR, f"polyrank-{server.process.pid}.*-scorer.counts"))
-    with open(path, "rb") as stream:
-        return dict(zip(admission._COUNTERS, admission._STATE.unpack(stream.read(admission._STATE.size))))
+    """The counters the server's tokenizer and scorer share."""
+    shared = PipelineCounts("scorer", server_pid=server.process.pid)
+    with shared.changing() as counts:
+        snapshot = dict(counts)
+    shared.close()
+    return snapshot
 
 
 def admitted_requests(server) -> float:

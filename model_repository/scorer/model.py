@@ -12,9 +12,9 @@ pairs and by tokens (admission.scorer_runs), so a chunk is padded only to its ow
 member; outputs are then scattered back to their requests. The queue keeps the config's queue
 policies: a request whose deadline (the call's, or the policy's timeout) passes while it waits
 is answered "Request timeout expired" unscored, and one that finds its priority's queue full
-"Exceeds maximum queue size", as Triton would. What is queued and each wave's start and end, in the tokens the
-scorer computes (admission.computed_tokens), feed the work ahead and the measured speed that
-admission control reads (admission.py).
+"Exceeds maximum queue size", as Triton would. What is queued and each wave's start and end,
+in the tokens the scorer computes (admission.computed_tokens), feed the work ahead and the
+measured speed that admission control reads (admission.py).
 """
 
 import json
