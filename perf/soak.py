@@ -11,7 +11,9 @@ request, the default 2 s deadline). Every --sample-every seconds it records the 
 of tritonserver and of each model's process. Every answer is compared with the scores the idle
 server gave for the same request; every request must end answered, rejected as overloaded, or
 past its deadline: anything else is lost. Reports, per process, the memory slope after
-warm-up (MiB per hour, with its standard error). Writes perf/results/soak.json.
+warm-up (MiB per hour, with its standard error), of its resident and of its private
+(anonymous) memory, over the whole time after warm-up and over each quarter of it.
+Writes perf/results/soak.json.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class MemorySampler(threading.Thread):
             for pid in process_tree(self.server_pid):
                 label = process_label(pid)
                 sample[label] = round(sample.get(label, 0) + memory_kb(pid, "VmRSS") / 1024, 1)
+                # resident = private (anonymous) + shared memory and files mapped; only the first can leak
+                sample[f"{label} anonymous"] = round(sample.get(f"{label} anonymous", 0) + memory_kb(pid, "RssAnon") / 1024, 1)
             self.samples.append(sample)
 
     def stop(self):
@@ -90,6 +94,12 @@ def slope_mib_per_hour(samples: list[dict], label: str) -> dict:
     stderr = (sigma2 / ((t - t.mean()) ** 2).sum()) ** 0.5
     return {"samples": len(points), "slope_mib_per_hour": round(slope * 3600, 2), "stderr_mib_per_hour": round(stderr * 3600, 2),
             "first_mib": round(float(mib[0]), 1), "last_mib": round(float(mib[-1]), 1)}
+
+
+def windows(samples: list[dict], count: int) -> list[list[dict]]:
+    """The samples cut into `count` consecutive windows of equal length."""
+    size = len(samples) // count
+    return [samples[i * size:(i + 1) * size] for i in range(count)] if size else []
 
 
 def run_phase(client: RerankClient, workload, expected, requests_per_s: float, duration_s: float) -> dict:
@@ -152,6 +162,9 @@ def soak(server: EmbeddedTritonServer, phases: list[tuple[str, float, float]], s
         "wrong": sum(r["wrong"] for r in results.values()),
         "memory_slope_after_warm_up": {label: slope_mib_per_hour(after_warm_up, label) for label in labels},
         "memory_slope_whole_run": {label: slope_mib_per_hour(sampler.samples, label) for label in labels},
+        # growth that settles shows as slopes falling window by window; a leak keeps its slope
+        "memory_slope_by_window_after_warm_up": {label: [slope_mib_per_hour(window, label) for window in windows(after_warm_up, 4)]
+                                                 for label in labels},
         "memory_samples": sampler.samples,
     }
 

@@ -33,4 +33,6 @@ def test_a_minute_of_soak_loses_nothing_and_turns_overload_away(slow_server):
     assert overload["rejected"] > 0 and overload["answered"] > 0
     labels = set(report["memory_slope_whole_run"])
     assert {"tritonserver", "tokenizer", "scorer"} <= labels, labels
+    assert {"tritonserver anonymous", "tokenizer anonymous", "scorer anonymous"} <= labels, labels
+    assert all(len(report["memory_slope_by_window_after_warm_up"][label]) == 4 for label in labels)
     assert report["memory_slope_whole_run"]["scorer"]["samples"] >= 10
