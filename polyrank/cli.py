@@ -15,6 +15,7 @@ from polyrank.client import cli as rerank_cli
 from polyrank.export import cli as export_cli
 from polyrank.extras import require
 from polyrank.gateway import cli as gateway_cli
+from polyrank.server import ALLOCATORS
 from polyrank.training import cli as training_cli
 
 
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "set to $POLYRANK_ADMIN_KEY (closed by default)")
     serve.add_argument("--response-cache-mb", type=int, default=0,
                        help="answer repeated identical requests from a cache of this size (default 0: off)")
+    serve.add_argument("--allocator", choices=ALLOCATORS, default="system",
+                       help="memory allocator of the server's processes: system (glibc), or jemalloc / tcmalloc from "
+                            "the system's package; jemalloc keeps memory level over long runs (default system)")
     serve.add_argument("--api-port", type=int, help=f"also serve {gateway_cli.API_OPTIONS_HELP} on this port")
     gateway_cli.add_api_arguments(serve)
     serve.set_defaults(handler=_serve, parts=("serve",))
@@ -129,6 +133,7 @@ def _serve(args: argparse.Namespace, cache_dir: Path) -> int:
         tls_ca=args.tls_ca,
         admin_key=admin_key,
         response_cache_mb=args.response_cache_mb,
+        allocator=args.allocator,
     )
     # SIGTERM ends the wait like Ctrl-C does, so the server is always stopped. SIGINT is set
     # too: a process started in the background by a non-interactive shell inherits it ignored.

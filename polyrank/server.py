@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -48,6 +49,11 @@ class ServerConfig:
         admin_key: opens the model-control API (load / unload; closed when None), and only
             to calls carrying the header `triton-grpc-protocol-polyrank-admin-key: <admin_key>`
             (gRPC) or `polyrank-admin-key: <admin_key>` (HTTP).
+        allocator: the memory allocator of tritonserver and of its model processes, which
+            inherit its environment: "system" (glibc's malloc), or "jemalloc" / "tcmalloc"
+            preloaded from the system's package. With glibc, tritonserver's resident memory
+            creeps up with the requests served though what it holds levels off; jemalloc's
+            stays level, for about 15 MiB more (README "Overload", perf/memory_growth.py).
     """
 
     repository: Path
@@ -64,8 +70,11 @@ class ServerConfig:
     tls_ca: Optional[Path] = None
     admin_key: Optional[str] = None
     response_cache_mb: int = 0
+    allocator: str = "system"
 
     def __post_init__(self):
+        if self.allocator not in ALLOCATORS:
+            raise ValueError(f"the allocator must be one of {', '.join(ALLOCATORS)}, got {self.allocator!r}")
         if self.response_cache_mb < 0:
             raise ValueError(f"the response cache size must be 0 (off) or a number of MB, got {self.response_cache_mb}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -78,6 +87,13 @@ class ServerConfig:
         if self.admin_key is not None and len(self.admin_key) < 16:
             raise ValueError("the admin key must be at least 16 characters")
 
+
+# The library each allocator preloads, and the Debian / Ubuntu package that installs it.
+ALLOCATOR_LIBRARIES = {
+    "jemalloc": ("libjemalloc.so.2", "libjemalloc2"),
+    "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
+}
+ALLOCATORS = ("system", *ALLOCATOR_LIBRARIES)
 
 ADMIN_HEADER = "polyrank-admin-key"
 ADMIN_GRPC_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # Triton prefixes restricted gRPC headers
@@ -117,6 +133,7 @@ class EmbeddedTritonServer:
         repository = Path(self.config.repository)
         if not repository.is_dir():
             raise ServerError(f"model repository {repository} does not exist; run `polyrank export` first")
+        environment = _server_environment(self.config.allocator)  # first: a missing allocator fails before anything starts
         binary, backends = _prepare_backends(self._new_workdir())
         if self.log_path is None:
             self.log_path = Path(self._workdir.name) / "tritonserver.log"
@@ -143,7 +160,7 @@ class EmbeddedTritonServer:
         log = open(self.log_path, "ab")
         # Its own session: stop() can signal the server and its backend stubs together.
         self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=_server_environment(binary), start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
         )
         log.close()
         try:
@@ -296,9 +313,25 @@ def _prepare_backends(workdir: Path) -> tuple[Path, Path]:
     return binary, python_backend.parent
 
 
-def _server_environment(binary: Path) -> dict:
+def allocator_library(allocator: str) -> Optional[Path]:
+    """The shared library to preload for an allocator (None for the system's malloc)."""
+    if allocator == "system":
+        return None
+    name, package = ALLOCATOR_LIBRARIES[allocator]
+    folders = [Path(f"/usr/lib/{platform.machine()}-linux-gnu"), Path("/usr/lib64"), Path("/usr/lib"), Path("/usr/local/lib")]
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    raise ServerError(f"allocator {allocator} needs {name}, found in none of {', '.join(map(str, folders))}: "
+                      f"apt-get install {package}, or serve with allocator system")
+
+
+def _server_environment(allocator: str) -> dict:
     environment = dict(os.environ)
-    libraries = binary.parents[3] / "nvidia_pytriton.libs"
+    library = allocator_library(allocator)
+    if library is not None:
+        environment["LD_PRELOAD"] = os.pathsep.join(p for p in (str(library), environment.get("LD_PRELOAD", "")) if p)
+    libraries = _pytriton_root().parent / "nvidia_pytriton.libs"
     environment["LD_LIBRARY_PATH"] = os.pathsep.join(
         p for p in (str(libraries), environment.get("LD_LIBRARY_PATH", "")) if p
     )
