@@ -2,18 +2,19 @@
 throughout and every answer checked.
 
     .venv/bin/python perf/soak.py [--model DIR] [--precision bf16] [--steady 1800]
-                                  [--overload 600] [--sample-every 10] [--results FILE]
+                                  [--overload 600] [--sample-every 10] [--allocator system]
+                                  [--results FILE]
 
 Serves a cross-encoder (default: the trained MiniLM, exported at --precision, shipped serving
-defaults) on the embedded Triton over loopback. Measures single-client capacity, then offers
-80% of it for --steady seconds and 2x for --overload seconds (open loop, 100 products per
-request, the default 2 s deadline). Every --sample-every seconds it records the resident memory
-of tritonserver and of each model's process. Every answer is compared with the scores the idle
-server gave for the same request; every request must end answered, rejected as overloaded, or
-past its deadline: anything else is lost. Reports, per process, the memory slope after
-warm-up (MiB per hour, with its standard error), of its resident and of its private
-(anonymous) memory, over the whole time after warm-up and over each quarter of it.
-Writes perf/results/soak.json.
+defaults) on the embedded Triton over loopback, with --allocator's malloc. Measures
+single-client capacity, then offers 80% of it for --steady seconds and 2x for --overload
+seconds (open loop, 100 products per request, the default 2 s deadline). Every --sample-every
+seconds it records the resident memory of tritonserver and of each model's process. Every
+answer is compared with the scores the idle server gave for the same request; every request
+must end answered, rejected as overloaded, or past its deadline: anything else is lost.
+Reports, per process, the memory slope after warm-up (MiB per hour, with its standard error),
+of its resident and of its private (anonymous) memory, over the whole time after warm-up and
+over each quarter of it. Writes perf/results/soak.json.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from perf.run_facts import run_facts  # noqa: E402
 from perf.systems import memory_kb, process_tree  # noqa: E402
 from perf.workload import make_workload  # noqa: E402
 from polyrank.client import DeadlineExceededError, OverloadedError, RerankClient, RerankError  # noqa: E402
-from polyrank.server import EmbeddedTritonServer, ServerConfig  # noqa: E402
+from polyrank.server import ALLOCATORS, EmbeddedTritonServer, ServerConfig  # noqa: E402
 
 RESULTS = ROOT / "perf" / "results" / "soak.json"
 CANDIDATES = 100
@@ -182,14 +183,16 @@ def main() -> int:
     parser.add_argument("--steady", type=float, default=1800.0, help="seconds at 80%% of capacity (default 1800)")
     parser.add_argument("--overload", type=float, default=600.0, help="seconds at 2x capacity (default 600)")
     parser.add_argument("--sample-every", type=float, default=10.0)
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="system", help="the server's memory allocator (default system)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     model = args.model or str(trained_minilm(cache_dir_from(os.environ))[0])
     config = ExportConfig(model=model, output=args.workdir / "repository", max_length=128, precision=args.precision)
     build_repository_unless_current(config)
-    with EmbeddedTritonServer(ServerConfig(repository=config.output, grpc_port=0, http_port=0, metrics_port=0)) as server:
+    server_config = ServerConfig(repository=config.output, grpc_port=0, http_port=0, metrics_port=0, allocator=args.allocator)
+    with EmbeddedTritonServer(server_config) as server:
         result = soak(server, [("steady", 0.8, args.steady), ("overload", 2.0, args.overload)], args.sample_every)
-    report = {**run_facts(), "model": model, "precision": args.precision, **result}
+    report = {**run_facts(), "model": model, "precision": args.precision, "allocator": args.allocator, **result}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "memory_samples"}, indent=2))
