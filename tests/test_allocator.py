@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from perf.systems import process_tree
 from polyrank import server as server_module
 from polyrank.client import RerankClient
 from polyrank.export.samples import SAMPLE_QUERIES
 from polyrank.server import EmbeddedTritonServer, ServerConfig, ServerError, allocator_library
-from perf.systems import process_tree
 
 
 def mapped_libraries(pid: int) -> set[str]:
