@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--response-cache-mb", type=int, default=0,
                        help="answer repeated identical requests from a cache of this size (default 0: off)")
     serve.add_argument("--allocator", choices=ALLOCATORS, default="system",
-                       help="memory allocator of the server's processes: system (glibc), or jemalloc / tcmalloc from "
-                            "the system's package; jemalloc keeps memory level over long runs (default system)")
+                       help="memory allocator of the server's processes: system (glibc's malloc), or jemalloc / "
+                            "tcmalloc from the system's package (default system)")
     serve.add_argument("--api-port", type=int, help=f"also serve {gateway_cli.API_OPTIONS_HELP} on this port")
     gateway_cli.add_api_arguments(serve)
     serve.set_defaults(handler=_serve, parts=("serve",))

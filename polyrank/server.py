@@ -51,9 +51,9 @@ class ServerConfig:
             (gRPC) or `polyrank-admin-key: <admin_key>` (HTTP).
         allocator: the memory allocator of tritonserver and of its model processes, which
             inherit its environment: "system" (glibc's malloc), or "jemalloc" / "tcmalloc"
-            preloaded from the system's package. With glibc, tritonserver's resident memory
-            creeps up with the requests served though what it holds levels off; jemalloc's
-            stays level, for about 15 MiB more (README "Overload", perf/memory_growth.py).
+            preloaded from the system's package, as Triton's docs advise against memory growth
+            (measured here, neither beat glibc's at both request sizes, and both took more
+            memory: README "Overload", perf/memory_growth.py).
     """
 
     repository: Path
