@@ -15,8 +15,9 @@ starts the embedded server, serves --warm-up requests, then --requests more in s
 --sample-every; after each segment, with the server idle, it reads the private (anonymous)
 resident memory of tritonserver and of each model process and, with --heap (glibc only, needs
 gdb), glibc's own count of tritonserver's live heap bytes (malloc_stats "in use": what the
-program holds, not what the allocator keeps). Reports per process the growth in bytes per
-request (least squares, with its standard error) over the measured part and over each
+program holds, not what the allocator keeps) and, at the end, tritonserver's private memory
+after malloc_trim (what glibc gives back when asked). Reports per process the growth in bytes
+per request (least squares, with its standard error) over the measured part and over each
 quarter of it: growth that levels off falls quarter by quarter, a leak keeps its slope.
 Writes perf/results/memory_growth.json.
 """
@@ -62,7 +63,7 @@ def live_heap_kb(pid: int, log_path: Path) -> int:
     prints it to the process's stderr, here the server's log. Call it while the process is
     idle: a thread stopped inside malloc would hold the lock malloc_stats waits for."""
     before = log_path.stat().st_size
-    subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "call (void) malloc_stats()"], capture_output=True, timeout=120, check=True)
+    call_in_process(pid, "(void) malloc_stats()")
     for _ in range(20):
         with open(log_path, "rb") as log:
             log.seek(before)
@@ -73,6 +74,11 @@ def live_heap_kb(pid: int, log_path: Path) -> int:
             return int(match.group(1)) // 1024
         time.sleep(0.25)
     raise RuntimeError(f"malloc_stats printed nothing to {log_path}")
+
+
+def call_in_process(pid: int, expression: str) -> None:
+    """Calls a C function inside a running process, through gdb (the process is stopped meanwhile)."""
+    subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", f"call {expression}"], capture_output=True, timeout=120, check=True)
 
 
 def bytes_per_request(points: list[tuple[int, int]]) -> dict:
@@ -123,11 +129,16 @@ def serve_requests(server: EmbeddedTritonServer, workload, args, heap: bool) -> 
                 rejected += list(pool.map(call, numbers)).count(False)
                 busy_s += time.perf_counter() - started
                 samples.append(sample(start + len(numbers)))
+    trimmed = None
+    if heap:  # what glibc gives back when asked: the part of the resident memory it only kept
+        call_in_process(server.process.pid, "(int) malloc_trim(0)")
+        trimmed = private_kb(server.process.pid)["tritonserver"]
     growth = {}
     for label in sorted(samples[0].keys() - {"requests"}):
         points = [(s["requests"], s.get(label, 0)) for s in samples]
         growth[label] = {"measured": bytes_per_request(points), "by_quarter": [bytes_per_request(q) for q in quarters(points)]}
-    return {"requests_per_s": round(args.requests / busy_s, 1), "rejected": rejected, "growth": growth, "samples": samples}
+    return {"requests_per_s": round(args.requests / busy_s, 1), "rejected": rejected, "growth": growth,
+            "tritonserver_kib_after_malloc_trim": trimmed, "samples": samples}
 
 
 def main() -> int:

@@ -60,3 +60,13 @@ def test_memory_is_read_between_segments_of_load(triton_server):
     assert all(sample["tritonserver"] > 1000 for sample in run["samples"])  # KiB of a real process
     assert run["growth"]["tritonserver"]["measured"]["samples"] == 4
     assert run["requests_per_s"] > 0 and run["rejected"] == 0
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="reading glibc's heap count needs gdb (Debian package gdb)")
+def test_with_heap_the_live_heap_is_read_too_and_malloc_trim_gives_back_only(triton_server):
+    args = argparse.Namespace(warm_up=4, requests=20, sample_every=10, clients=2)
+    run = serve_requests(triton_server, make_workload(queries=4, candidates=5, seed=1), args, heap=True)
+    heap = [sample["tritonserver live heap"] for sample in run["samples"]]
+    resident = [sample["tritonserver"] for sample in run["samples"]]
+    assert all(0 < held < private for held, private in zip(heap, resident))  # what it holds, within what it keeps
+    assert 0 < run["tritonserver_kib_after_malloc_trim"] <= resident[-1] + 64  # trimming only gives memory back
