@@ -28,8 +28,10 @@ def small_queue_server(tiny_modernbert_dir, tmp_path_factory):
     config = ExportConfig(
         model=str(tiny_modernbert_dir), output=root / "repository", max_length=128,
         # The queue bound alone: admission control (tests/test_deadlines.py) would turn most of
-        # these away before they reach the queue.
-        serving=ServingConfig(max_batch_size=PAIRS_PER_REQUEST, max_queue_size=2, admission_control=False),
+        # these away before they reach the queue, and on a slow machine the default 2 s queue
+        # timeout would expire some of those that wait (also overload, but another reason).
+        serving=ServingConfig(max_batch_size=PAIRS_PER_REQUEST, max_queue_size=2, admission_control=False,
+                              queue_timeout_s=120),
     )
     build_repository(config, log=lambda _: None)
     server_config = ServerConfig(
