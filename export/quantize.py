@@ -18,7 +18,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader
 
 from polyrank.export.optimize import quiet_onnxruntime_tools
-from polyrank.model_repository.runtimes import cpu_flags
+from polyrank.model_repository.runtimes import INT8_DOT_PRODUCT_FLAGS, cpu_flags
 
 QUANTIZED_OPS = ["MatMul"]
 
@@ -34,7 +34,7 @@ def int8_weight_format(machine: str | None = None, flags: set[str] | None = None
     flags = cpu_flags() if flags is None else flags
     if machine in ("aarch64", "arm64"):
         return {"weight_type": "QInt8", "reduce_range": False, "instruction_set": "Arm64", "format": "U8S8"}
-    if {"avx512_vnni", "avx_vnni"} & flags:
+    if set(INT8_DOT_PRODUCT_FLAGS) & flags:
         isa = "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-VNNI"
         return {"weight_type": "QInt8", "reduce_range": False, "instruction_set": isa, "format": "U8S8"}
     if "avx2" in flags:
@@ -57,7 +57,8 @@ def quantize_int8_dynamic(fp32_path: Path, output: Path) -> dict:
             # the fused graph's contrib ops have no ONNX type inference; their outputs are fp32
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-    return {"method": "dynamic", "ops": QUANTIZED_OPS, "per_channel": True, **chosen}
+    full_range = chosen["weight_type"] == "QInt8" and not chosen["reduce_range"]  # U8S8, 8-bit weights
+    return {"method": "dynamic", "ops": QUANTIZED_OPS, "per_channel": True, **chosen, "int8_full_range_weights": full_range}
 
 
 def quantize_int8_static(fp32_path: Path, output: Path, calibration_feeds: Sequence[dict]) -> dict:

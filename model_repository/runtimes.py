@@ -9,6 +9,8 @@ gate judges is what the server runs.
 - openvino: OpenVINO on `model.xml` / `model.bin`, with an inference precision hint: "bf16"
   (AVX-512 BF16 or AMX CPUs) or "f32". A bf16 request on a CPU that cannot run it fails in
   one line unless a fallback to f32 was allowed at export: never a silent downgrade.
+- int8 models with full 8-bit weights (quantized on a CPU with VNNI) fail in one line on an
+  x86 CPU without it, where their kernels saturate: re-exported there, they get 7-bit weights.
 
 Copied next to the scorer's model.py when a repository is built; numpy and the runtime's own
 library only.
@@ -22,6 +24,7 @@ RUNTIMES = ("onnxruntime", "openvino")
 MODEL_FILES = {"onnxruntime": "model.onnx", "openvino": "model.xml"}
 OPENVINO_PRECISIONS = ("bf16", "f32")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # u8 x s8 sums in 32 bits
 
 
 class RuntimeSetupError(RuntimeError):
@@ -61,12 +64,25 @@ def has_bf16(flags=None) -> bool:
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
-def open_runtime(runtime: str, model_path: str, *, threads: int, **options):
+def int8_saturates(flags=None) -> bool:
+    """Whether int8 kernels with full-range (8-bit) weights can saturate on this CPU: x86
+    without VNNI or AMX, whose VPMADDUBSW adds two u8 x s8 products into 16 bits."""
+    flags = cpu_flags() if flags is None else flags
+    return "sse2" in flags and not any(flag in flags for flag in INT8_DOT_PRODUCT_FLAGS)
+
+
+def open_runtime(runtime: str, model_path: str, *, threads: int, int8_full_range_weights: bool = False, **options):
     """The runtime named by a repository's config, loaded on `model_path`.
 
     Options: onnxruntime takes `providers` (a list, tried in order, all required);
-    openvino takes `precision` ("bf16" or "f32") and `allow_f32_fallback`.
+    openvino takes `precision` ("bf16" or "f32") and `allow_f32_fallback`; either takes
+    `int8_full_range_weights` (an int8 model quantized for a CPU with VNNI).
     """
+    if int8_full_range_weights and int8_saturates():
+        raise RuntimeSetupError(
+            f"this int8 model has full 8-bit weights, quantized for a CPU with VNNI; on this one ({instruction_set()}) "
+            "its int8 kernels saturate and its scores drift: re-export it on this CPU (it then gets 7-bit weights)"
+        )
     if runtime == "onnxruntime":
         return OnnxRuntime(model_path, threads=threads, **options)
     if runtime == "openvino":
