@@ -80,7 +80,7 @@ def open_runtime(runtime: str, model_path: str, *, threads: int, int8_full_range
     """
     if int8_full_range_weights and int8_saturates():
         raise RuntimeSetupError(
-            f"this int8 model has full 8-bit weights, quantized for a CPU with VNNI; on this one ({instruction_set()}) "
+            f"this int8 model has full 8-bit weights, quantized for a CPU with VNNI (or Arm); on this one ({instruction_set()}) "
             "its int8 kernels saturate and its scores drift: re-export it on this CPU (it then gets 7-bit weights)"
         )
     if runtime == "onnxruntime":

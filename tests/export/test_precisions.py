@@ -127,8 +127,8 @@ def test_int8_saturation_and_the_overflow_fix_follow_the_instruction_set(flags, 
 
 def test_an_int8_model_with_full_range_weights_is_refused_where_it_would_saturate(monkeypatch, tmp_path):
     monkeypatch.setattr(runtimes, "cpu_flags", lambda: {"sse2", "avx", "avx2", "fma"})
-    with pytest.raises(runtimes.RuntimeSetupError, match=r"^this int8 model has full 8-bit weights, quantized for a CPU "
-                                                         r"with VNNI; on this one \(AVX2\) its int8 kernels saturate .*"
+    with pytest.raises(runtimes.RuntimeSetupError, match=r"^this int8 model has full 8-bit weights, quantized for a CPU with VNNI "
+                                                         r"\(or Arm\); on this one \(AVX2\) its int8 kernels saturate .*"
                                                          r"re-export it on this CPU \(it then gets 7-bit weights\)$"):
         runtimes.open_runtime("openvino", str(tmp_path / "model.xml"), threads=1, int8_full_range_weights=True)
 
