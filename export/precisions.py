@@ -133,8 +133,8 @@ def build_scorer_files(
         else:
             conversion = quantize_int8_static(fp32_path, onnx_path, feeds())
         files = {"model.onnx": onnx_path}
-    if conversion and conversion.get("int8_full_range_weights"):  # refused where such kernels saturate
-        options = {**options, "int8_full_range_weights": True}
+    if conversion and conversion.get("int8_needs_vnni"):  # refused where int8 kernels saturate
+        options = {**options, "int8_needs_vnni": True}
     if conversion:
         log(f"converted to {precision}: {json.dumps(conversion)}")
     return ScorerFiles(precision, runtime, options, files, conversion)

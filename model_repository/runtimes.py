@@ -9,8 +9,8 @@ gate judges is what the server runs.
 - openvino: OpenVINO on `model.xml` / `model.bin`, with an inference precision hint: "bf16"
   (AVX-512 BF16 or AMX CPUs) or "f32". A bf16 request on a CPU that cannot run it fails in
   one line unless a fallback to f32 was allowed at export: never a silent downgrade.
-- int8 models with full 8-bit weights (quantized on a CPU with VNNI) fail in one line on an
-  x86 CPU without it, where their kernels saturate: re-exported there, they get 7-bit weights.
+- int8 models quantized and gated on a CPU with VNNI (or Arm) fail in one line on an x86 CPU
+  without it, where their int8 kernels can saturate: the gate did not judge what would run.
 
 Copied next to the scorer's model.py when a repository is built; numpy and the runtime's own
 library only.
@@ -71,17 +71,17 @@ def int8_saturates(flags=None) -> bool:
     return "sse2" in flags and not any(flag in flags for flag in INT8_DOT_PRODUCT_FLAGS)
 
 
-def open_runtime(runtime: str, model_path: str, *, threads: int, int8_full_range_weights: bool = False, **options):
+def open_runtime(runtime: str, model_path: str, *, threads: int, int8_needs_vnni: bool = False, **options):
     """The runtime named by a repository's config, loaded on `model_path`.
 
     Options: onnxruntime takes `providers` (a list, tried in order, all required);
     openvino takes `precision` ("bf16" or "f32") and `allow_f32_fallback`; either takes
-    `int8_full_range_weights` (an int8 model quantized for a CPU with VNNI).
+    `int8_needs_vnni` (an int8 model quantized and gated on a CPU with VNNI or Arm).
     """
-    if int8_full_range_weights and int8_saturates():
+    if int8_needs_vnni and int8_saturates():
         raise RuntimeSetupError(
-            f"this int8 model has full 8-bit weights, quantized for a CPU with VNNI (or Arm); on this one ({instruction_set()}) "
-            "its int8 kernels saturate and its scores drift: re-export it on this CPU (it then gets 7-bit weights)"
+            f"this int8 model was quantized and gated on a CPU with VNNI (or Arm); on this one ({instruction_set()}) "
+            "its int8 kernels can saturate, so its scores are not what the gate judged: re-export it on this CPU"
         )
     if runtime == "onnxruntime":
         return OnnxRuntime(model_path, threads=threads, **options)

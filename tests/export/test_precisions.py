@@ -24,7 +24,10 @@ from polyrank.server import EmbeddedTritonServer, ServerConfig
 HAS_BF16 = runtimes.has_bf16()
 # Largest |served - PyTorch fp32| score difference per precision, on a model whose scores span
 # about 3.5 logits.
-TOLERANCE = {"bf16": 0.1, "int8-mixed": 0.25, "int8-dynamic": 0.25}
+# On x86 without VNNI, int8-mixed's layers past the first keep 8-bit weights and saturate on
+# this tiny ranker (0.56 measured on AVX2; its ranking holds). 7-bit weights in every layer
+# would fix it, but failed the gate on the trained MiniLM (README "int8 methods").
+TOLERANCE = {"bf16": 0.1, "int8-mixed": 0.75 if runtimes.int8_saturates() else 0.25, "int8-dynamic": 0.25}
 
 
 def quiet(_):
@@ -100,37 +103,35 @@ def test_int8_mixed_quantizes_all_but_the_feed_forward_down_projections(precisio
     layers = manifest["runtime"]["matmul_layers_by_precision"]["FullyConnected"]
     assert layers.get("u8", 0) + layers.get("i8", 0) > 0  # int8 kernels run
     assert layers.get("bf16" if HAS_BF16 else "f32", 0) >= 2  # the kept layers
-    # 7-bit weights where this CPU's int8 kernels would saturate with 8, and then no VNNI needed to serve it
-    saturates = runtimes.int8_saturates()
-    assert manifest["quantization"]["overflow_fix"] == ("enable" if saturates else "first_layer_only")
+    # gated where int8 does not saturate: such a model is refused where it does
+    needs_vnni = not runtimes.int8_saturates()
+    assert manifest["quantization"]["overflow_fix"] == "first_layer_only"
+    assert manifest["quantization"]["int8_needs_vnni"] is needs_vnni
     options = json.loads((precision_repository / "int8_scorer" / "config.pbtxt").read_text()
                          .split('key: "runtime_options" value: { string_value: \'')[1].split("'")[0])
-    assert options.get("int8_full_range_weights", False) is not saturates
+    assert options.get("int8_needs_vnni", False) is needs_vnni
 
 
 @pytest.mark.parametrize(
-    "flags, saturates, overflow_fix",
+    "flags, saturates",
     [
-        ({"sse2", "avx2", "fma"}, True, "enable"),  # AVX2 without VNNI: VPMADDUBSW sums in 16 bits
-        ({"sse2", "avx2", "avx512f"}, True, "enable"),  # AVX-512 without VNNI (Skylake) likewise
-        ({"sse2", "avx2", "avx512f", "avx512_vnni"}, False, "first_layer_only"),
-        ({"sse2", "avx2", "avx_vnni"}, False, "first_layer_only"),
-        ({"fp", "asimd", "asimddp"}, False, "first_layer_only"),  # Arm64
+        ({"sse2", "avx2", "fma"}, True),  # AVX2 without VNNI: VPMADDUBSW sums two products in 16 bits
+        ({"sse2", "avx2", "avx512f"}, True),  # AVX-512 without VNNI (Skylake) likewise
+        ({"sse2", "avx2", "avx512f", "avx512_vnni"}, False),
+        ({"sse2", "avx2", "avx_vnni"}, False),
+        ({"fp", "asimd", "asimddp"}, False),  # Arm64
     ],
 )
-def test_int8_saturation_and_the_overflow_fix_follow_the_instruction_set(flags, saturates, overflow_fix):
-    from polyrank.export.openvino import int8_overflow_fix
-
+def test_int8_saturation_follows_the_instruction_set(flags, saturates):
     assert runtimes.int8_saturates(flags) is saturates
-    assert int8_overflow_fix(flags) == overflow_fix
 
 
-def test_an_int8_model_with_full_range_weights_is_refused_where_it_would_saturate(monkeypatch, tmp_path):
+def test_an_int8_model_gated_on_vnni_is_refused_where_int8_saturates(monkeypatch, tmp_path):
     monkeypatch.setattr(runtimes, "cpu_flags", lambda: {"sse2", "avx", "avx2", "fma"})
-    with pytest.raises(runtimes.RuntimeSetupError, match=r"^this int8 model has full 8-bit weights, quantized for a CPU with VNNI "
-                                                         r"\(or Arm\); on this one \(AVX2\) its int8 kernels saturate .*"
-                                                         r"re-export it on this CPU \(it then gets 7-bit weights\)$"):
-        runtimes.open_runtime("openvino", str(tmp_path / "model.xml"), threads=1, int8_full_range_weights=True)
+    with pytest.raises(runtimes.RuntimeSetupError, match=r"^this int8 model was quantized and gated on a CPU with VNNI "
+                                                         r"\(or Arm\); on this one \(AVX2\) its int8 kernels can saturate, "
+                                                         r"so its scores are not what the gate judged: re-export it on this CPU$"):
+        runtimes.open_runtime("openvino", str(tmp_path / "model.xml"), threads=1, int8_needs_vnni=True)
 
 
 def test_bf16_and_int8_repositories_serve_within_their_tolerance_of_pytorch(precision_repository, ranker_dir):
@@ -209,7 +210,7 @@ def test_onnxruntime_int8_repository_records_quantization(tiny_modernbert_dir, t
     expected = "MatMulInteger" if precision == "int8-dynamic" else "QuantizeLinear"
     assert expected in ops or "DynamicQuantizeMatMul" in ops
     if precision == "int8-dynamic":  # 8-bit U8S8 weights only where VNNI sums them in 32 bits
-        assert manifest["quantization"]["int8_full_range_weights"] is not runtimes.int8_saturates()
+        assert manifest["quantization"]["int8_needs_vnni"] is not runtimes.int8_saturates()
 
 
 def test_fp16_export_keeps_normalisation_in_fp32_and_passes_the_gate_on_its_own_graph(ranker_dir, tmp_path):
