@@ -13,6 +13,7 @@ import pytest
 
 from perf.memory_growth import bytes_per_request, live_heap_kb, quarters, serve_requests
 from perf.workload import make_workload
+from polyrank.server import EmbeddedTritonServer, ServerConfig
 
 HOLD_MEMORY = """
 import sys
@@ -63,9 +64,13 @@ def test_memory_is_read_between_segments_of_load(triton_server):
 
 
 @pytest.mark.skipif(shutil.which("gdb") is None, reason="reading glibc's heap count needs gdb (Debian package gdb)")
-def test_with_heap_the_live_heap_is_read_too_and_malloc_trim_gives_back_only(triton_server):
+def test_with_heap_the_live_heap_is_read_too_and_malloc_trim_gives_back_only(tiny_repository, tmp_path):
+    # a server of its own: gdb stops and calls into it, which no other test's server should see
+    config = ServerConfig(repository=tiny_repository, grpc_port=0, http_port=0, metrics_port=0,
+                          log_path=tmp_path / "tritonserver.log")
     args = argparse.Namespace(warm_up=4, requests=20, sample_every=10, clients=2)
-    run = serve_requests(triton_server, make_workload(queries=4, candidates=5, seed=1), args, heap=True)
+    with EmbeddedTritonServer(config) as server:
+        run = serve_requests(server, make_workload(queries=4, candidates=5, seed=1), args, heap=True)
     heap = [sample["tritonserver live heap"] for sample in run["samples"]]
     resident = [sample["tritonserver"] for sample in run["samples"]]
     assert all(0 < held < private for held, private in zip(heap, resident))  # what it holds, within what it keeps
