@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Sequence
 
 from polyrank.export.errors import ExportSettingsError
-from polyrank.model_repository.runtimes import instruction_set, int8_saturates
 
 QUANTIZED_METHOD = "NNCF post-training quantization, transformer preset (SmoothQuant, fast bias correction)"
 
@@ -84,7 +83,4 @@ def quantize_int8_mixed(
         "quantizers": fake_quantized,
         "kept_in_float": {"rule": f"MatMuls reading intermediate_size ({intermediate_size}) features", "layers": len(kept)},
         "overflow_fix": "first_layer_only",
-        "instruction_set": instruction_set(),
-        # gated where int8 does not saturate: refused where it does (runtimes.py)
-        "int8_needs_vnni": not int8_saturates(),
     }

@@ -133,8 +133,13 @@ def build_scorer_files(
         else:
             conversion = quantize_int8_static(fp32_path, onnx_path, feeds())
         files = {"model.onnx": onnx_path}
-    if conversion and conversion.get("int8_needs_vnni"):  # refused where int8 kernels saturate
-        options = {**options, "int8_needs_vnni": True}
+    if precision in ("int8-mixed", "int8-dynamic"):
+        # Both keep 8-bit weights where int8 does not saturate (VNNI, Arm); gated there, they are
+        # refused where it does (runtimes.py).
+        needs_vnni = not runtimes.int8_saturates()
+        conversion = {**conversion, "int8_needs_vnni": needs_vnni}
+        if needs_vnni:
+            options = {**options, "int8_needs_vnni": True}
     if conversion:
         log(f"converted to {precision}: {json.dumps(conversion)}")
     return ScorerFiles(precision, runtime, options, files, conversion)

@@ -57,8 +57,7 @@ def quantize_int8_dynamic(fp32_path: Path, output: Path) -> dict:
             # the fused graph's contrib ops have no ONNX type inference; their outputs are fp32
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-    needs_vnni = chosen["weight_type"] == "QInt8" and not chosen["reduce_range"]  # U8S8, 8-bit weights
-    return {"method": "dynamic", "ops": QUANTIZED_OPS, "per_channel": True, **chosen, "int8_needs_vnni": needs_vnni}
+    return {"method": "dynamic", "ops": QUANTIZED_OPS, "per_channel": True, **chosen}
 
 
 def quantize_int8_static(fp32_path: Path, output: Path, calibration_feeds: Sequence[dict]) -> dict:
